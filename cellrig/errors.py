@@ -1,0 +1,87 @@
+"""The one exception tree of cellrig.
+
+Every error cellrig raises on purpose derives from :class:`CellrigError`. Errors about files a
+person wrote (protocols, cell definitions, station configuration) carry one or more
+:class:`Diagnostic` records that name the file, line and column, say what was expected and
+show a correct example, so the CLI can print them without a traceback.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class Severity(StrEnum):
+    """How bad a diagnostic is: errors stop a file from being used, warnings do not."""
+
+    ERROR = "error"
+    WARNING = "warning"
+
+
+@dataclass(frozen=True, slots=True)
+class SourceLocation:
+    """A place in a file, 1-based line and column as editors show them."""
+
+    file: str
+    line: int
+    column: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.column}"
+
+
+@dataclass(frozen=True, slots=True)
+class Diagnostic:
+    """One finding about a file: where, what is wrong, what was expected, an example."""
+
+    location: SourceLocation
+    message: str
+    severity: Severity = Severity.ERROR
+    expected: str | None = None
+    example: str | None = None
+    source_line: str | None = field(default=None, compare=False)
+
+    def render(self) -> str:
+        """The diagnostic as a person reads it: location, message, the line, a caret."""
+        lines = [f"{self.location}: {self.severity.value}: {self.message}"]
+        if self.source_line is not None:
+            text = self.source_line.rstrip("\n")
+            lines.append(f"    {text}")
+            caret_at = max(0, min(self.location.column - 1, len(text)))
+            lines.append("    " + " " * caret_at + "^")
+        if self.expected:
+            lines.append(f"  expected: {self.expected}")
+        if self.example:
+            example_lines = self.example.splitlines()
+            lines.append(f"  example:  {example_lines[0]}")
+            lines.extend(f"            {line}" for line in example_lines[1:])
+        return "\n".join(lines)
+
+
+class CellrigError(Exception):
+    """Root of every error cellrig raises on purpose."""
+
+
+class InputError(CellrigError):
+    """A file or value a person supplied is wrong; carries every diagnostic found at once."""
+
+    def __init__(self, diagnostics: list[Diagnostic]) -> None:
+        self.diagnostics = [d for d in diagnostics if d.severity is Severity.ERROR]
+        self.warnings = [d for d in diagnostics if d.severity is Severity.WARNING]
+        count = len(self.diagnostics)
+        head = self.diagnostics[0].render() if self.diagnostics else "invalid input"
+        more = f"\n(and {count - 1} more error(s))" if count > 1 else ""
+        super().__init__(head + more)
+
+    def render(self) -> str:
+        """Every error, then every warning, each with its location."""
+        return "\n".join(d.render() for d in [*self.diagnostics, *self.warnings])
+
+
+class ProtocolError(InputError):
+    """A protocol file (or a submission's cell or parameters) is not valid."""
+
+
+class ConfigError(InputError):
+    """A station configuration or cell definition file is not valid."""

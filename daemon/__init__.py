@@ -1,0 +1,1 @@
+"""The station service: configuration, jobs, store, safety, sinks, control plane and the CLI."""

@@ -1,0 +1,1 @@
+"""Instrument ports and the drivers of real instruments (pyvisa, pyserial, Modbus)."""

@@ -1,0 +1,1 @@
+"""The bench model (cell, chamber, jig) and wire-level emulators of real instruments."""
