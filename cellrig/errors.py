@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import NamedTuple
 
 
 class Severity(StrEnum):
@@ -19,9 +20,9 @@ class Severity(StrEnum):
     WARNING = "warning"
 
 
-@dataclass(frozen=True, slots=True)
-class SourceLocation:
-    """A place in a file, 1-based line and column as editors show them."""
+class SourceLocation(NamedTuple):
+    """A place in a file, 1-based line and column as editors show them (a tuple: cheap to
+    make for every node of a large file)."""
 
     file: str
     line: int

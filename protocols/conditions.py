@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 from .program import CycleMetric, Operator, Quantity
 from .quantities import (
@@ -88,6 +89,7 @@ def parse_duration(text: object) -> float:
     return parse_quantity(normalise_time(str(text)), Kind.TIME)
 
 
+@lru_cache(maxsize=4096, typed=True)
 def parse_condition(text: object) -> RawCondition:
     """Parse one step condition; raises QuantityError saying what conditions can be."""
     if isinstance(text, bool) or text is None:

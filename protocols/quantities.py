@@ -220,6 +220,7 @@ def _convert(number: float, unit: str, kind: Kind, text: str) -> float:
     return value
 
 
+@lru_cache(maxsize=4096, typed=True)
 def parse_quantity(value: object, kind: Kind) -> float:
     """Parse ``value`` as a quantity of ``kind`` and return it in cellrig's inside unit.
 
@@ -257,6 +258,7 @@ def _parse_fraction(text: str) -> float:
     raise _fail(Kind.FRACTION, f"{text.strip()!r} is not a share")
 
 
+@lru_cache(maxsize=4096, typed=True)
 def parse_current(value: object) -> CurrentValue:
     """Parse an absolute current, a C-rate or a current density."""
     if isinstance(value, bool) or value is None:
@@ -288,6 +290,7 @@ def _try_convert(number: float, unit: str, target: str) -> float | None:
     return number * converted[0]
 
 
+@lru_cache(maxsize=4096, typed=True)
 def parse_charge(value: object) -> ChargeValue:
     """Parse a charge in Ah/mAh or a share of the nominal capacity in %."""
     if isinstance(value, bool) or value is None:
@@ -301,6 +304,7 @@ def parse_charge(value: object) -> ChargeValue:
     return ChargeValue(_convert(number, unit, Kind.CHARGE, text), of_nominal=False)
 
 
+@lru_cache(maxsize=4096, typed=True)
 def classify(value: object) -> Kind | None:
     """The kind a value's unit says it is (for parameters), or None for plain numbers/text."""
     if isinstance(value, bool) or value is None or isinstance(value, int | float):

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from enum import StrEnum
 
 from .conditions import RawCondition, parse_condition, parse_duration
@@ -133,6 +134,7 @@ def _parse_value(verb: Verb, text: str, offset: int) -> tuple[Control, CurrentVa
     return Control.CURRENT, current, None
 
 
+@lru_cache(maxsize=4096, typed=True)
 def parse_step_string(text: str) -> StringStep:
     """Parse one step string; raises StepStringError with the offset of the problem."""
     original = text
