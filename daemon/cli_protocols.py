@@ -6,12 +6,11 @@ import argparse
 import sys
 from pathlib import Path
 
+from cellrig.errors import InputError
 from cellrig.protocols.document import Protocol, load_protocol, load_protocol_text
 from cellrig.protocols.render import render_program
 from cellrig.protocols.resolve import Resolution, check, load_cell_file
 from cellrig.protocols.yamlsource import YMap
-
-from cellrig.errors import InputError
 
 
 class UsageError(Exception):

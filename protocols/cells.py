@@ -10,6 +10,7 @@ protocol's capacity fields are dropped.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from .context import Context
@@ -92,6 +93,10 @@ def read_cell(ctx: Context, node: YNode | None) -> Cell:
                        example="cell: {specific_capacity: 215 mAh/g, mass: 2.95 g}")
         else:
             derived = specific * mass
+    if derived is not None and not math.isfinite(derived):
+        ctx.report(mapping, "the cell's loading gives a capacity too large to use",
+                   example=CELL_EXAMPLE)
+        derived = None
     mismatch = capacity is not None and derived is not None and (
         abs(capacity - derived) > MISMATCH_TOLERANCE * capacity)
     if mismatch:

@@ -48,6 +48,9 @@ class Context:
         self.diagnostics: list[Diagnostic] = []
         self.scope: dict[str, YNode] = dict(scope or {})
         self.used_parameters: set[str] = set()
+        self._unresolved: set[SourceLocation] = set()
+        self._reported: set[Diagnostic] = set()
+        self._error_reports = 0
 
     # -- reporting -------------------------------------------------------------------------
 
@@ -60,12 +63,16 @@ class Context:
         example: str | None = None,
         severity: Severity = Severity.ERROR,
     ) -> None:
-        """Record a finding about the node (or location) ``at``."""
+        """Record a finding about the node (or location) ``at``, once (a for_each body is
+        checked once per value, and would otherwise repeat every finding)."""
         loc = at if isinstance(at, SourceLocation) else at.loc
         line = self.source.line(loc.line) if loc.file == self.source.name else None
-        self.diagnostics.append(
-            Diagnostic(loc, message, severity, expected, example, source_line=line)
-        )
+        diagnostic = Diagnostic(loc, message, severity, expected, example, source_line=line)
+        if severity is Severity.ERROR:
+            self._error_reports += 1
+        if diagnostic not in self._reported:
+            self._reported.add(diagnostic)
+            self.diagnostics.append(diagnostic)
 
     def warn(self, at: YNode | SourceLocation, message: str, example: str | None = None) -> None:
         """Record a warning: legal, but probably not what the author meant."""
@@ -75,6 +82,16 @@ class Context:
     def has_errors(self) -> bool:
         """Whether any error (not warning) was recorded."""
         return any(d.severity is Severity.ERROR for d in self.diagnostics)
+
+    @property
+    def error_count(self) -> int:
+        """How many errors (not warnings) were reported so far, repeats included."""
+        return self._error_reports
+
+    def unresolved(self, node: YNode) -> bool:
+        """Whether ``node`` stands for a parameter reference that failed (already reported)."""
+        return (isinstance(node, YScalar) and node.value is None
+                and node.loc in self._unresolved)
 
     # -- structure -------------------------------------------------------------------------
 
@@ -112,7 +129,7 @@ class Context:
         if whole is not None:
             value = self._lookup(whole.group(1), node)
             if value is None:
-                return YScalar(None, "", node.loc)
+                return self._failed(node)
             if isinstance(value, YScalar):
                 return YScalar(value.value, value.text, node.loc, value.quoted)
             return _relocate(value, node.loc)
@@ -121,7 +138,7 @@ class Context:
 
         def replace(match: re.Match[str]) -> str:
             nonlocal failed
-            value = self._lookup(match.group(1), node)
+            value = self._lookup(match.group(1), self.location_in(node, match.start()))
             if value is None:
                 failed = True
                 return ""
@@ -132,7 +149,7 @@ class Context:
             return value.text
         replaced = _REFERENCE_RE.sub(replace, text)
         if failed:
-            return YScalar(None, "", node.loc)
+            return self._failed(node)
         leftover = _BAD_REFERENCE_RE.search(replaced)
         if leftover is not None:
             self.report(
@@ -141,10 +158,26 @@ class Context:
                 expected="a reference written as ${name}",
                 example="Charge at 0.1C until ${upper}",
             )
-            return YScalar(None, "", node.loc)
+            return self._failed(node)
         return YScalar(replaced, replaced, node.loc, node.quoted)
 
-    def _lookup(self, name: str, at: YNode) -> YNode | None:
+    def _failed(self, node: YScalar) -> YScalar:
+        """An empty stand-in for a reference that could not be substituted (reported)."""
+        self._unresolved.add(node.loc)
+        return YScalar(None, "", node.loc)
+
+    def location_in(self, node: YScalar, offset: int) -> SourceLocation:
+        """Where character ``offset`` of a scalar's text is in the file, if the text up to it
+        stands on the scalar's line as written; else the scalar's own location (a plain
+        scalar folded over lines, escapes, a substituted parameter)."""
+        start = node.loc
+        line = self.source.line(start.line) if start.file == self.source.name else None
+        first = start.column - 1 + (1 if node.quoted else 0)
+        if line is None or line[first:first + offset] != node.text[:offset]:
+            return start
+        return SourceLocation(start.file, start.line, first + offset + 1)
+
+    def _lookup(self, name: str, at: YNode | SourceLocation) -> YNode | None:
         value = self.scope.get(name)
         if value is None:
             hint = did_you_mean(name, list(self.scope))
@@ -165,7 +198,11 @@ class Context:
         """``node`` (parameters substituted) as a scalar, or report it."""
         node = self.substitute(node)
         if isinstance(node, YScalar):
-            return node if node.value is not None or node.text else None
+            if node.value is not None or node.text:
+                return node
+            if not self.unresolved(node):
+                self.report(node, f"{what} has no value", example=example)
+            return None
         self.report(node, f"{what} must be a single value, not {describe(node)}", example=example)
         return None
 

@@ -22,6 +22,7 @@ _NUMBER = r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?"
 _QUANTITY_RE = re.compile(rf"^\s*(?P<number>{_NUMBER})\s*(?P<unit>[^\s].*?)?\s*$")
 _C_RATE_RE = re.compile(rf"^\s*(?P<number>{_NUMBER})?\s*C\s*(?:/\s*(?P<divisor>{_NUMBER}))?\s*$")
 _UNIT_CHARS_RE = re.compile(r"^[A-Za-zµμΩ°%/^*·.0-9 _()-]+$")
+_EXPONENT_RE = re.compile(r"(?:\^|\*\*)\s*[+-]?\d{1,2}(?![\d.^*])")
 _CELSIUS_NAMES = frozenset({"degC", "°C", "celsius", "degree_Celsius", "degreeC", "C°"})
 
 
@@ -190,23 +191,39 @@ def _split(text: str, kind: Kind) -> tuple[float, str]:
     return number, (match.group("unit") or "").strip()
 
 
+def _plausible_unit(unit: str) -> bool:
+    """Whether ``unit`` is worth handing to pint: unit characters, numbers only as small
+    exponents (pint evaluates ``10^10^10`` exactly, which would never finish)."""
+    if len(unit) > 40 or not _UNIT_CHARS_RE.match(unit):
+        return False
+    return not any(char.isdigit() for char in _EXPONENT_RE.sub("", unit))
+
+
 @lru_cache(maxsize=1024)
 def _unit_factor(unit: str, target: str) -> tuple[float, str] | None:
-    """Factor converting ``unit`` to ``target``, or None with the unit's dimension."""
+    """Factor converting ``unit`` to ``target``, or None with the unit's dimension.
+
+    None also for text pint cannot read and for units with an offset (``degF``), which no
+    factor converts.
+    """
     units = registry()
     try:
         parsed = units.Unit(unit)
-    except (pint.errors.PintError, ValueError, TypeError, SyntaxError, AttributeError, KeyError):
+    except Exception:  # pint's parser raises many kinds of error for text that is no unit
         return None
     try:
-        return float(units.Quantity(1.0, parsed).to(target).magnitude), ""
+        offset = float(units.Quantity(0.0, parsed).to(target).magnitude)
+        factor = float(units.Quantity(1.0, parsed).to(target).magnitude)
     except pint.errors.DimensionalityError:
         return math.nan, str(parsed.dimensionality)
+    except (pint.errors.PintError, ArithmeticError, ValueError, TypeError):
+        return None
+    return (factor, "") if offset == 0.0 else None
 
 
 def _convert(number: float, unit: str, kind: Kind, text: str) -> float:
     info = KIND_INFO[kind]
-    if not _UNIT_CHARS_RE.match(unit) or len(unit) > 40:
+    if not _plausible_unit(unit):
         raise _fail(kind, f"{unit!r} is not a unit cellrig knows")
     converted = _unit_factor(unit, info.unit)
     if converted is None:
@@ -243,7 +260,11 @@ def parse_quantity(value: object, kind: Kind) -> float:
     if kind is Kind.TEMPERATURE:
         if unit in _CELSIUS_NAMES:
             return number
-        return _convert(number, unit, Kind.TEMPERATURE_DIFFERENCE, text) - 273.15
+        try:
+            return _convert(number, unit, Kind.TEMPERATURE_DIFFERENCE, text) - 273.15
+        except QuantityError as exc:  # converted as kelvin, but a temperature was expected
+            message = exc.message.replace("a temperature difference", "a temperature")
+            raise _fail(kind, message) from None
     if kind is Kind.TEMPERATURE_DIFFERENCE and unit in _CELSIUS_NAMES:
         return number
     return _convert(number, unit, kind, text)
@@ -282,7 +303,7 @@ def parse_current(value: object) -> CurrentValue:
 
 
 def _try_convert(number: float, unit: str, target: str) -> float | None:
-    if not _UNIT_CHARS_RE.match(unit):
+    if not _plausible_unit(unit):
         return None
     converted = _unit_factor(unit, target)
     if converted is None or math.isnan(converted[0]):

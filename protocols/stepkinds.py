@@ -61,12 +61,14 @@ class Common:
     record: Recording | None
     until: list[Condition]
     label: str | None
+    broken: bool = False
 
 
 def _common(b: Builder, m: YMap, kind: str, direction: Direction,
             extra: tuple[str, ...] = ()) -> Common:
     b.ctx.check_keys(m, (kind, *extra, *COMMON_KEYS), f"a {kind} step", EXAMPLES[kind])
     conditions: list[Condition] = []
+    errors_before = b.ctx.error_count
     until = m.get("until")
     if until is not None:
         found, targets = read_until(b.ctx, until, direction, b.scale)
@@ -89,12 +91,15 @@ def _common(b: Builder, m: YMap, kind: str, direction: Direction,
             except QuantityError as exc:
                 b.ctx.report(scalar, f"for: {exc.message}", expected=exc.expected,
                              example="for: 2 h")
+    broken = b.ctx.error_count > errors_before
     name = m.get("name")
     label = b.ctx.text(name, "name", "name: formation charge") if name is not None else None
-    return Common(b.tag(m), b.record(m.get("record")), conditions, label)
+    return Common(b.tag(m), b.record(m.get("record")), conditions, label, broken)
 
 
-def _never_ends(b: Builder, at: YNode, kind: str) -> None:
+def _never_ends(b: Builder, at: YNode, kind: str, common: Common) -> None:
+    if common.broken:
+        return  # its 'until' or 'for' is wrong, and that is reported already
     b.ctx.report(at, f"this {kind} step can never end: give it 'until' or 'for'",
                  expected="a condition or a duration", example=EXAMPLES[kind])
 
@@ -122,6 +127,8 @@ def _current_value(b: Builder, node: YNode, what: str) -> tuple[CurrentValue, fl
 def build_string(b: Builder, m: YMap, kind: str) -> Node | None:
     """A step string, alone or under ``step:`` with common keys."""
     node = b.ctx.substitute(m.get("step") or m)
+    if b.ctx.unresolved(node):
+        return None
     if not isinstance(node, YScalar) or not isinstance(node.value, str):
         b.ctx.report(node, "a step must be a step text or a mapping",
                      expected=EXPECTED_STRING, example=EXAMPLES["step"])
@@ -139,13 +146,8 @@ def build_string(b: Builder, m: YMap, kind: str) -> Node | None:
     try:
         parsed = parse_step_string(node.text)
     except StepStringError as exc:
-        from cellrig.errors import SourceLocation
-
-        offset = exc.offset + (1 if node.quoted else 0)
-        loc = node.loc
-        if "\n" not in node.text:
-            loc = SourceLocation(loc.file, loc.line, loc.column + offset)
-        b.ctx.report(loc, exc.message, expected=exc.expected, example=exc.example)
+        b.ctx.report(b.ctx.location_in(node, exc.offset), exc.message, expected=exc.expected,
+                     example=exc.example)
         return None
     sign = {Verb.CHARGE: 1.0, Verb.DISCHARGE: -1.0}.get(parsed.verb, 0.0)
     direction = {Verb.CHARGE: Direction.CHARGE, Verb.DISCHARGE: Direction.DISCHARGE}.get(
@@ -219,7 +221,7 @@ def build_current(b: Builder, m: YMap, kind: str) -> Node | None:
         control = {Kind.POWER: "power", Kind.RESISTANCE: "resistance"}.get(
             classified, "current") if classified else "current"
     if not common.until:
-        _never_ends(b, m, kind)
+        _never_ends(b, m, kind, common)
         return None
     step_id = b.allocate_id(m)
     base = {"id": step_id, "direction": direction, "tag": common.tag, "until": tuple(common.until),
@@ -272,7 +274,7 @@ def build_hold(b: Builder, m: YMap, kind: str) -> Node | None:
         value = voltage_node
     volts = b.ctx.quantity(value, Kind.VOLTAGE, "hold voltage")
     if not common.until:
-        _never_ends(b, m, kind)
+        _never_ends(b, m, kind, common)
         return None
     if volts is None:
         return None
@@ -315,7 +317,7 @@ def build_cccv(b: Builder, m: YMap, kind: str) -> Node | None:
             conditions.insert(0, Condition(Quantity.CURRENT, Operator.AT_MOST, cutoff[1], None,
                                            str(cutoff[0])))
     if not conditions:
-        _never_ends(b, m, kind)
+        _never_ends(b, m, kind, common)
         return None
     if pair is None or volts is None:
         return None
@@ -334,18 +336,21 @@ def build_rest(b: Builder, m: YMap, kind: str) -> Node | None:
     common = _common(b, m, kind, Direction.NONE)
     value = b.ctx.substitute(m.get(kind) or m)
     conditions = list(common.until)
+    if b.ctx.unresolved(value):
+        return None
     if isinstance(value, YScalar) and value.value is not None:
         seconds = b.ctx.quantity(value, Kind.TIME, "rest")
-        if seconds is not None:
-            if seconds <= 0:
-                b.ctx.report(value, "a rest must last a positive time", example=EXAMPLES["rest"])
-            conditions.insert(0, Condition(Quantity.TIME, Operator.AT_LEAST, seconds, None,
-                                           value.text))
+        if seconds is None:
+            return None  # reported: not a duration
+        if seconds <= 0:
+            b.ctx.report(value, "a rest must last a positive time", example=EXAMPLES["rest"])
+        conditions.insert(0, Condition(Quantity.TIME, Operator.AT_LEAST, seconds, None,
+                                       value.text))
     elif not (isinstance(value, YScalar) or (isinstance(value, YMap) and not value.entries)):
         b.ctx.report(value, "rest takes a duration", example=EXAMPLES["rest"])
         return None
     if not conditions:
-        _never_ends(b, m, kind)
+        _never_ends(b, m, kind, common)
         return None
     label = common.label or f"Rest{_describe(conditions)}"
     return RestStep(id=b.allocate_id(m), label=label, tag=common.tag, until=tuple(conditions),

@@ -47,8 +47,9 @@ def build_pulse(b: Builder, m: YMap, kind: str) -> Node | None:
     count = None if count_node is None else b.ctx.integer(count_node, "pulse count",
                                                           EXAMPLES["pulse"], minimum=1)
     if count_node is None and not common.until:
-        b.ctx.report(m, "this pulse train can never end: give it a count or 'until'",
-                     example=EXAMPLES["pulse"])
+        if not common.broken:
+            b.ctx.report(m, "this pulse train can never end: give it a count or 'until'",
+                         example=EXAMPLES["pulse"])
         return None
     pulse_s, rest_s = durations["duration"], durations["rest"]
     if pair is None or pulse_s is None or rest_s is None:

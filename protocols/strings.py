@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import lru_cache
 from enum import StrEnum
+from functools import lru_cache
 
 from .conditions import RawCondition, parse_condition, parse_duration
 from .quantities import CurrentUnit, CurrentValue, Kind, QuantityError, classify, parse_current
@@ -164,18 +164,20 @@ def parse_step_string(text: str) -> StringStep:
             try:
                 conditions.append(parse_condition(part))
             except QuantityError as exc:
-                raise _quantity_error(exc, condition_offset + max(position, 0) + 1) from None
+                leading = len(part) - len(part.lstrip())
+                raise _quantity_error(exc, condition_offset + max(position, 0) + leading) from None
 
     duration_s: float | None = None
     for_at = _find_word(body, "for")
     if for_at >= 0:
         duration_text = body[for_at + len("for"):]
+        duration_at = lead + for_at + len("for") + len(duration_text) - len(duration_text.lstrip())
         try:
             duration_s = parse_duration(duration_text)
         except QuantityError as exc:
-            raise _quantity_error(exc, lead + for_at + len("for") + 1) from None
+            raise _quantity_error(exc, duration_at) from None
         if duration_s <= 0:
-            raise StepStringError("a duration must be positive", lead + for_at + 4)
+            raise StepStringError("a duration must be positive", duration_at)
         body = body[:for_at].rstrip()
 
     head = _HEAD_RE.match(body)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from .conditions import (
@@ -61,7 +62,7 @@ def absolute_current(
 ) -> float | None:
     """Amperes for a written current, or None after saying what the cell lacks."""
     try:
-        return current.amperes(scale.capacity_ah, scale.area_m2)
+        amperes = current.amperes(scale.capacity_ah, scale.area_m2)
     except ValueError as exc:
         needs = "capacity: 634 mAh" if "capacity" in str(exc) else "area: 93.28 cm^2"
         ctx.report(
@@ -71,15 +72,25 @@ def absolute_current(
             example=f"cell: {{{needs}}}",
         )
         return None
+    return _finite(ctx, amperes, f"the current {current}", at)
 
 
 def absolute_charge(ctx: Context, charge: ChargeValue, scale: CellScale, at: YNode) -> float | None:
     """Ampere-hours for a written charge, or None after saying what the cell lacks."""
     try:
-        return charge.ampere_hours(scale.capacity_ah)
+        ampere_hours = charge.ampere_hours(scale.capacity_ah)
     except ValueError as exc:
         ctx.report(at, f"{exc}, and the cell has none", example="cell: {capacity: 634 mAh}")
         return None
+    return _finite(ctx, ampere_hours, "the charge", at)
+
+
+def _finite(ctx: Context, value: float, what: str, at: YNode) -> float | None:
+    """``value`` if it is a usable number; a C-rate of a huge cell can overflow."""
+    if math.isfinite(value):
+        return value
+    ctx.report(at, f"{what} is too large for this cell")
+    return None
 
 
 def resolve_condition(

@@ -12,10 +12,9 @@ core schema, not by PyYAML's YAML 1.1 rules, so ``yes``, ``on`` or ``1:20`` stay
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-
-import re
 
 import yaml
 from yaml.error import MarkedYAMLError, YAMLError
@@ -29,7 +28,7 @@ _STANDARD_TAG_PREFIX = "tag:yaml.org,2002:"
 _BASE_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-class _ComposeOnlyLoader(_BASE_LOADER):  # type: ignore[valid-type,misc]
+class _ComposeOnlyLoader(_BASE_LOADER):  # type: ignore[misc]
     """Composes without PyYAML's YAML 1.1 implicit typing (scalars are typed here)."""
 
     yaml_implicit_resolvers: dict[str, list[tuple[str, re.Pattern[str]]]] = {}  # noqa: RUF012

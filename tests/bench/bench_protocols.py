@@ -38,7 +38,8 @@ def generated_protocol(steps: int) -> str:
         "  - discharge: {{current: {i} mA}}\n    until: {{voltage: \"${{lower}}\", time: 10 h}}",
         "  - cccv: {{current: 0.33C, voltage: 4.2 V, cutoff: 0.1C}}\n    record: {{every: 1 s}}",
         "  - Discharge at C/{i} for 2 hours or until 2.5 V",
-        "  - set: {{temperature: {i} degC}}\n    wait: {{within: {{temperature: 0.5 K}}, for: 10 min}}",
+        "  - set: {{temperature: {i} degC}}\n"
+        "    wait: {{within: {{temperature: 0.5 K}}, for: 10 min}}",
         "  - eis: {{start: 1 MHz, stop: 10 mHz, amplitude: 10 mV, per_decade: 10}}",
     ]
     for index in range(steps):

@@ -25,14 +25,14 @@ IGNORE = shutil.ignore_patterns(
     ".git", ".venv", "*.egg-info", "build", "dist", "__pycache__", ".mypy_cache",
     ".pytest_cache", ".ruff_cache", ".hypothesis", "out",
 )
-PROBE = """
+PROBE = f"""
 import json, cellrig, importlib
-mods = {name: importlib.import_module(name).__file__ for name in %r}
+mods = {{name: importlib.import_module(name).__file__ for name in {SUBPACKAGES!r}}}
 from cellrig.protocols.library import library_files
 mods["library"] = [entry.name for entry in library_files()]
 mods["version"] = cellrig.__version__
 print(json.dumps(mods))
-""" % (SUBPACKAGES,)
+"""
 
 
 def _fresh_venv(where: Path) -> Path:
