@@ -124,7 +124,12 @@ class Builder:
         di = mapping.get("current_change")
         every_s = None if every is None else self.ctx.quantity(every, Kind.TIME, "record every")
         dv_v = None if dv is None else self.ctx.quantity(dv, Kind.VOLTAGE, "voltage_change")
-        di_a = None if di is None else self.ctx.quantity(di, Kind.CURRENT, "current_change")
+        di_a = None
+        if di is not None:
+            from .until import absolute_current
+
+            written = self.ctx.current(di, "current_change")
+            di_a = None if written is None else absolute_current(self.ctx, written, self.scale, di)
         for value, at in ((every_s, every), (dv_v, dv), (di_a, di)):
             if value is not None and value <= 0 and at is not None:
                 self.ctx.report(at, "a recording interval or change must be positive",
@@ -197,8 +202,10 @@ class Builder:
             return None
         body = self.sequence(body_node, "the steps of a repeat block")
         name_node = item.get("name")
-        label = (self.ctx.text(name_node, "name", "name: long cycling") if name_node else None)
-        label = label or ("repeat" if count is None else f"repeat {count}x")
+        name = (self.ctx.text(name_node, "name", "name: long cycling") if name_node else None)
+        label = "repeat" if count is None else f"repeat {count}x"
+        if name:
+            label = f"{name} ({label})"
         if until:
             label += " until " + " or ".join(c.text for c in until)
         if count is None and not until:
@@ -250,7 +257,12 @@ class Builder:
             else:
                 self.ctx.scope[name] = outer
         listing = ", ".join(v.text for v in values.items if isinstance(v, YScalar))
-        return Sequence(label=f"for each {name} in [{listing}]", steps=tuple(iterations))
+        label = f"for each {name} in [{listing}]"
+        title_node = item.get("name")
+        title = self.ctx.text(title_node, "name", "name: rate ladder") if title_node else None
+        if title:
+            label = f"{title} ({label})"
+        return Sequence(label=label, steps=tuple(iterations))
 
 
 def step_direction(current_a: float) -> Direction:

@@ -16,6 +16,7 @@ from functools import lru_cache
 
 from .program import CycleMetric, Operator, Quantity
 from .quantities import (
+    TIME_ALIASES,
     ChargeValue,
     CurrentValue,
     Kind,
@@ -38,10 +39,6 @@ _OPERATORS = {
     "<": Operator.AT_MOST, "<=": Operator.AT_MOST, "=<": Operator.AT_MOST, "≤": Operator.AT_MOST,
     ">": Operator.AT_LEAST, ">=": Operator.AT_LEAST, "=>": Operator.AT_LEAST,
     "≥": Operator.AT_LEAST,
-}
-_TIME_ALIASES = {
-    "m": "min", "mins": "min", "hr": "h", "hrs": "h", "sec": "s", "secs": "s",
-    "days": "day", "d": "day",
 }
 _TIME_RE = re.compile(r"^\s*([+-]?[0-9.eE+-]+)\s*([A-Za-z]+)\s*$")
 
@@ -80,7 +77,7 @@ def normalise_time(text: str) -> str:
     match = _TIME_RE.match(text)
     if match is None:
         return text
-    unit = _TIME_ALIASES.get(match.group(2), match.group(2))
+    unit = TIME_ALIASES.get(match.group(2), match.group(2))
     return f"{match.group(1)} {unit}"
 
 

@@ -101,6 +101,12 @@ class _Linter:
                 and not kinds & {Quantity.VOLTAGE, Quantity.CHARGE}):
             self.warn(step, "this charge step has neither a voltage nor a charge cut-off: "
                       "only time ends it", "- Charge at 0.1C until 4.25 V")
+        if isinstance(step, CccvStep):
+            cutoff = next((c.value for c in step.until if c.quantity is Quantity.CURRENT), None)
+            if cutoff is not None and cutoff >= abs(step.current_a):
+                self.warn(step, f"the cut-off ({format_si(cutoff, 'A')}) is not below the CC "
+                          f"current ({format_si(abs(step.current_a), 'A')}): the CV phase ends "
+                          "at once", "- cccv: {current: 0.1C, voltage: 4.25 V, cutoff: 0.05C}")
         if isinstance(step, VoltageStep) and isinstance(previous, CurrentStep):
             cutoff = _voltage_cutoff(previous)
             if cutoff is not None and abs(cutoff - step.voltage_v) > VOLTAGE_MATCH_V:

@@ -24,6 +24,13 @@ _C_RATE_RE = re.compile(rf"^\s*(?P<number>{_NUMBER})?\s*C\s*(?:/\s*(?P<divisor>{
 _UNIT_CHARS_RE = re.compile(r"^[A-Za-zµμΩ°%/^*·.0-9 _()-]+$")
 _EXPONENT_RE = re.compile(r"(?:\^|\*\*)\s*[+-]?\d{1,2}(?![\d.^*])")
 _CELSIUS_NAMES = frozenset({"degC", "°C", "celsius", "degree_Celsius", "degreeC", "C°"})
+#: Time units as PyBaMM and people write them (``m`` is minutes in a duration, not metres).
+TIME_ALIASES = {
+    "m": "min", "mins": "min", "hr": "h", "hrs": "h", "sec": "s", "secs": "s",
+    "d": "day", "days": "day",
+}
+#: Units that are C-rates (or coulombs, which cellrig does not use for charge).
+_COULOMB_NAMES = frozenset({"C", "mC", "kC", "coulomb", "coulombs"})
 
 
 class QuantityError(ValueError):
@@ -267,6 +274,11 @@ def parse_quantity(value: object, kind: Kind) -> float:
             raise _fail(kind, message) from None
     if kind is Kind.TEMPERATURE_DIFFERENCE and unit in _CELSIUS_NAMES:
         return number
+    if kind is Kind.TIME:
+        unit = TIME_ALIASES.get(unit, unit)
+    if kind is Kind.CHARGE and unit in _COULOMB_NAMES:
+        raise _fail(kind, f"{text.strip()!r}: write a charge in Ah or mAh ('C' means a C-rate "
+                    "in protocols)")
     return _convert(number, unit, kind, text)
 
 
@@ -322,6 +334,9 @@ def parse_charge(value: object) -> ChargeValue:
         return ChargeValue(number / 100.0, of_nominal=True)
     if not unit:
         raise _fail(Kind.CHARGE, f"{text.strip()!r} has no unit: write 300 mAh or 50 %")
+    if unit in _COULOMB_NAMES:
+        raise _fail(Kind.CHARGE, f"{text.strip()!r}: write a charge in Ah or mAh ('C' means a "
+                    "C-rate in protocols)")
     return ChargeValue(_convert(number, unit, Kind.CHARGE, text), of_nominal=False)
 
 

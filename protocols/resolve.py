@@ -67,7 +67,7 @@ def check(
     steps_node = protocol.section("steps")
     built = builder.build(steps_node) if steps_node is not None else Built(())
     for name, parameter in protocol.parameters.items():
-        if name not in ctx.used_parameters:
+        if name not in ctx.used_parameters and not ctx.has_errors:
             ctx.warn(parameter.loc, f"the parameter {name!r} is never used")
     if ctx.has_errors:
         return Resolution(None, ctx.diagnostics, built)

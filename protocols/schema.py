@@ -49,8 +49,9 @@ _CELL_FIELDS: dict[str, Schema] = {
                              "material; needs 'mass'.", examples=["215 mAh/g"]),
     "chemistry": doc(ref("text"), "The chemistry, in words.", "NMC811 | LPSCl | Li (anode-free)"),
     "format": doc(ref("text"), "The cell format.", "pouch", "coin CR2032"),
-    "reference_offset": ref("voltage", description="Offset of the reference electrode, added "
-                            "to readings.", examples=["0 V"]),
+    "reference_offset": ref("voltage", description="Potential of the counter electrode vs "
+                            "Li+/Li (Li-In: 0.62 V), so voltages can be shown vs Li+/Li; "
+                            "cut-offs stay terminal voltages.", examples=["0.62 V"]),
     "volume": ref("volume", description="The cell's volume (for energy density).",
                   examples=["0.66 cm^3"]),
     "fabrication": {"description": "How the cell was made: free-form, stored with the data."},

@@ -39,7 +39,7 @@ UNITS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "power": (r"(?:[kmuµμ]?W|(?:kilo|milli|micro)?watts?)", "a power (W, mW)", ("1.5 W",)),
     "resistance": (r"(?:[kmMuµμ]?(?:[Oo]hms?|Ω))", "a resistance (Ohm, mOhm, kOhm)",
                    ("10 Ohm",)),
-    "time": (_TIME, "a duration (s, min, h, day)", ("10 min", "2 h", "30 s")),
+    "time": (rf"(?:{_TIME}|m)", "a duration (s, min, h, day)", ("10 min", "2 h", "30 s")),
     "duration": (rf"(?:{_TIME}|m)", "a duration (s, min, minutes, h, hours, day)",
                  ("10 minutes", "2 h")),
     "temperature": (rf"(?:{_CELSIUS}|K)", "a temperature (degC, K)", ("60 degC", "298.15 K")),

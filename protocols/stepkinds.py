@@ -190,7 +190,7 @@ def build_string(b: Builder, m: YMap, kind: str) -> Node | None:
         return None
     limit = next((c.value for c in conditions if c.quantity is Quantity.VOLTAGE), None)
     label = common.label or parsed.text
-    if parsed.current.unit.value != "A":
+    if common.label is None and parsed.current.unit.value != "A":
         label = f"{parsed.text} [{format_si(amperes, 'A')}]"
     base["label"] = label
     return CurrentStep(current_a=sign * amperes, voltage_limit_v=limit, **base)  # type: ignore[arg-type]
@@ -231,11 +231,19 @@ def build_current(b: Builder, m: YMap, kind: str) -> Node | None:
         watts = b.ctx.quantity(value, Kind.POWER, f"{kind} power")
         if watts is None:
             return None
+        if watts <= 0:
+            b.ctx.report(value, f"{kind} power must be positive: the verb gives the direction",
+                         example="- discharge: {power: 2 W}\n  until: 2.5 V")
+            return None
         label = common.label or f"{verb} at {format_si(watts, 'W')}{_describe(common.until)}"
         return PowerStep(power_w=sign * abs(watts), label=label, **base)  # type: ignore[arg-type]
     if control == "resistance":
         ohms = b.ctx.quantity(value, Kind.RESISTANCE, f"{kind} resistance")
         if ohms is None:
+            return None
+        if ohms <= 0:
+            b.ctx.report(value, "a load resistance must be positive",
+                         example="- discharge: {resistance: 10 Ohm}\n  for: 1 h")
             return None
         if kind == "charge":
             b.ctx.report(value, "a resistance can only discharge the cell",
@@ -248,9 +256,9 @@ def build_current(b: Builder, m: YMap, kind: str) -> Node | None:
         return None
     written, amperes = pair
     limit = next((c.value for c in common.until if c.quantity is Quantity.VOLTAGE), None)
+    absolute = "" if written.unit.value == "A" else f" [{format_si(amperes, 'A')}]"
     label = common.label or (
-        f"{verb} at {current_display(written)} [{format_si(amperes, 'A')}]"
-        f"{_describe(common.until)}"
+        f"{verb} at {current_display(written)}{absolute}{_describe(common.until)}"
     )
     return CurrentStep(current_a=sign * amperes, voltage_limit_v=limit, label=label,
                        **base)  # type: ignore[arg-type]
@@ -352,14 +360,20 @@ def build_rest(b: Builder, m: YMap, kind: str) -> Node | None:
     if not conditions:
         _never_ends(b, m, kind, common)
         return None
-    label = common.label or f"Rest{_describe(conditions)}"
+    timed = conditions[0] if isinstance(value, YScalar) and value.value is not None else None
+    others = conditions[1:] if timed is not None else conditions
+    label = common.label or ("Rest" + (f" for {timed.text}" if timed else "")
+                             + (" or" if timed and others else "") + _describe(others))
     return RestStep(id=b.allocate_id(m), label=label, tag=common.tag, until=tuple(conditions),
                     record=common.record)
 
 
 def build_stop(b: Builder, m: YMap, kind: str) -> Node | None:
-    """``stop``: end the job here, with a reason."""
-    common = _common(b, m, kind, Direction.NONE)
+    """``stop``: end the job here, with a reason (it takes no conditions: it ends at once)."""
+    b.ctx.check_keys(m, ("stop", "tag", "name"), "a stop step", EXAMPLES["stop"])
+    name = m.get("name")
+    common = Common(b.tag(m), None, [], b.ctx.text(name, "name", "name: open cell")
+                    if name is not None else None)
     value = b.ctx.substitute(m.get(kind) or m)
     reason = ""
     if isinstance(value, YScalar) and isinstance(value.value, str):

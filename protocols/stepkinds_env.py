@@ -134,10 +134,13 @@ def _dc_level(b: Builder, node: object) -> tuple[float | None, float | None]:
         return None, None
     if classify(scalar.value) is Kind.VOLTAGE:
         return b.ctx.quantity(scalar, Kind.VOLTAGE, "dc"), None
-    pair = _current_value(b, scalar, "dc")
-    if pair is None:
+    from .until import absolute_current
+
+    written = b.ctx.current(scalar, "dc")
+    if written is None:
         return None, None
-    return None, pair[1]
+    # signed: a positive DC current charges the cell, a negative one discharges it
+    return None, absolute_current(b.ctx, written, b.scale, scalar)
 
 
 def build_set(b: Builder, m: YMap, kind: str) -> Node | None:
@@ -172,6 +175,11 @@ def build_set(b: Builder, m: YMap, kind: str) -> Node | None:
             if within is not None:
                 b.ctx.check_keys(within, ("temperature", "pressure"), "within", EXAMPLES["set"])
                 t_node, p_node = within.get("temperature"), within.get("pressure")
+                for node, what, given in ((t_node, "temperature", temperature),
+                                          (p_node, "pressure", pressure)):
+                    if node is not None and given is None and what not in spec:
+                        b.ctx.report(node, f"wait within {what}: this step does not set a {what}",
+                                     example=EXAMPLES["set"])
                 if t_node is not None:
                     wait_temp = b.ctx.quantity(t_node, Kind.TEMPERATURE_DIFFERENCE,
                                                "within temperature")
@@ -191,8 +199,11 @@ def build_set(b: Builder, m: YMap, kind: str) -> Node | None:
         parts.append(f"temperature {temperature:g} degC")
     if pressure is not None:
         parts.append(f"pressure {format_si(pressure, 'Pa')}")
-    label = common.label or ("Set " + " and ".join(parts) + (
-        f", wait {format_duration(wait_for)} stable" if wait_node is not None else ""))
+    waiting = ""
+    if wait_node is not None:
+        waiting = (f", wait until stable for {format_duration(wait_for)}" if wait_for
+                   else ", wait until stable")
+    label = common.label or ("Set " + " and ".join(parts) + waiting)
     return SetStep(id=b.allocate_id(m), label=label, tag=common.tag, until=tuple(common.until),
                    record=common.record, temperature_c=temperature, pressure_pa=pressure,
                    wait_temperature_k=wait_temp, wait_pressure_pa=wait_pressure,

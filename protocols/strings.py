@@ -109,10 +109,14 @@ def _parse_value(verb: Verb, text: str, offset: int) -> tuple[Control, CurrentVa
             raise _quantity_error(exc, offset) from None
     kind = classify(text)
     try:
-        if kind is Kind.POWER:
-            return Control.POWER, None, _parse_quantity(text, Kind.POWER)
-        if kind is Kind.RESISTANCE:
-            return Control.RESISTANCE, None, _parse_quantity(text, Kind.RESISTANCE)
+        if kind in (Kind.POWER, Kind.RESISTANCE):
+            value = _parse_quantity(text, kind)
+            if value <= 0:
+                raise StepStringError(
+                    f"{text!r} must be positive: the verb gives the direction", offset,
+                    example="Discharge at 2 W until 2.5 V")
+            control = Control.POWER if kind is Kind.POWER else Control.RESISTANCE
+            return control, None, value
         if kind is Kind.VOLTAGE:
             raise StepStringError(
                 f"'{verb.value.capitalize()} at {text}' sets a voltage: write 'Hold at {text}'",

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import yaml
-from yaml.error import MarkedYAMLError, YAMLError
+from yaml.error import Mark, MarkedYAMLError, YAMLError
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from cellrig.errors import Diagnostic, SourceLocation
@@ -193,6 +193,31 @@ class _Converter:
         return YMap(tuple(entries), loc)
 
 
+#: Below this many characters that can open a collection, the composer cannot recurse deep
+#: enough to matter; above it, the nesting is measured first.
+_SAFE_COMPOSE_DEPTH = 500
+
+
+def _too_deep(text: str) -> Mark | None:
+    """Where the nesting first passes MAX_DEPTH, or None.
+
+    libyaml's composer recurses in C once per level: tens of thousands of ``[`` crash the
+    process instead of raising. The parser's events are not recursive, so they are counted
+    first when the text could nest that deep (every level needs one of ``[{-:?``).
+    """
+    if sum(text.count(char) for char in "[{-:?") <= _SAFE_COMPOSE_DEPTH:
+        return None
+    depth = 0
+    for event in yaml.parse(text, Loader=_LOADER):
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                return event.start_mark
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+    return None
+
+
 class _TooLargeError(Exception):
     def __init__(self, loc: SourceLocation, message: str) -> None:
         super().__init__(message)
@@ -206,6 +231,12 @@ def load_yaml(source: SourceText, diagnostics: list[Diagnostic]) -> YNode | None
     Returns None when the text is not usable YAML (the reason is in ``diagnostics``).
     """
     try:
+        deep = _too_deep(source.text)
+        if deep is not None:
+            loc = source.loc(deep.line, deep.column)
+            diagnostics.append(Diagnostic(loc, f"values are nested more than {MAX_DEPTH} levels "
+                                          "deep", source_line=source.line(loc.line)))
+            return None
         node = yaml.compose(source.text, Loader=_LOADER)
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark

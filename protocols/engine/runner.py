@@ -219,7 +219,10 @@ class Engine:
         key = str(loop_index)
         loop = self.compiled.loops[loop_index]
         state.loop_counters[key] = state.loop_counters.get(key, 0) + 1
-        current = figures(state.cycle)
+        # A loop whose steps discharge before they charge has just opened a new cycle: its
+        # figures are those of the cycle that ended.
+        current = figures(state.cycle) if state.cycle.discharged else dict(
+            state.last_cycle_figures)
         first = state.loop_first.setdefault(key, dict(current))
         best = state.loop_max.setdefault(key, {})
         for metric, value in current.items():
@@ -266,6 +269,7 @@ class Engine:
         if cycle.number == self.reference_cycle:
             reference = cycle.totals.discharge_ah
         summary = summarise(cycle, state.test_time_s, first, reference)
+        state.last_cycle_figures = figures(cycle)
         if cycle.number in self._kept_cycles:
             state.cycle_figures[str(cycle.number)] = figures(cycle)
         if summary.retention is not None:

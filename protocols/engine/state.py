@@ -88,6 +88,7 @@ class EngineState:
     loop_first: dict[str, dict[str, float]] = field(default_factory=dict)
     loop_max: dict[str, dict[str, float]] = field(default_factory=dict)
     cycle_figures: dict[str, dict[str, float]] = field(default_factory=dict)
+    last_cycle_figures: dict[str, float] = field(default_factory=dict)
     retention_reached: dict[str, int] = field(default_factory=dict)
     limit_since: dict[str, float | None] = field(default_factory=dict)
     warned: dict[str, bool] = field(default_factory=dict)

@@ -15,6 +15,7 @@ import copy
 import string
 from typing import Any
 
+import pytest
 import yaml
 from conftest import GOLDEN_DIR
 from hypothesis import event, given
@@ -346,6 +347,25 @@ def test_quantities_raise_only_quantity_errors(text: str, kind: Kind) -> None:
         if error is not None:
             assert error.message and error.expected and error.example
     classify(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[" * 100_000,
+        "[" * 5_000 + "]" * 5_000,
+        "{a: " * 50_000,
+        "- " * 50_000 + "x",
+        "cellrig: 1\nsteps:\n" + "".join("  " * level + "- repeat: 2\n" + "  " * level
+                                          + "  steps:\n" for level in range(300)),
+    ],
+    ids=["open brackets", "closed brackets", "flow mappings", "block sequences", "repeats"],
+)
+def test_deep_nesting_is_refused_not_a_crash(text: str) -> None:
+    # libyaml's composer recursed once per level in C: this used to kill the process
+    exercise(text, observe=False)
+    with pytest.raises(ProtocolError, match="nested more than 64 levels deep"):
+        load_protocol_text(text, FILE)
 
 
 def test_golden_files_pass_the_property() -> None:

@@ -175,7 +175,7 @@ WRONG_DIMENSION = [
     ("100 mA", Kind.VOLTAGE, "voltage"),
     ("4.2 V", Kind.CURRENT, "current"),
     ("10 V", Kind.TIME, "duration"),
-    ("10 m", Kind.TIME, "duration"),  # metres, not minutes (PyBaMM's 'm' is read in strings)
+    ("10 mm", Kind.TIME, "duration"),  # millimetres: "10 m" is PyBaMM's minutes
     ("60 V", Kind.TEMPERATURE, "temperature"),
     ("2 Ah", Kind.PRESSURE, "pressure"),
     ("2 MPa", Kind.CHARGE, "charge"),

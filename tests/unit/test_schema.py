@@ -377,7 +377,7 @@ QUANTITIES = [
     ("current", "200 uA", True), ("current", "1 mA/cm^2", True), ("current", "1 mA/cm2", False),
     ("current_absolute", "10 mA", True), ("power", "200 mW", True), ("resistance", "10 Ω", True),
     ("resistance", "10 kOhm", True), ("time", "10 min", True), ("time", "2 days", True),
-    ("time", "10 m", False), ("duration", "10 m", True), ("temperature", "60 degC", True),
+    ("time", "10 m", True), ("duration", "10 m", True), ("temperature", "60 degC", True),
     ("temperature", "-10 °C", True), ("temperature", "298 K", True), ("temperature", "60 C", False),
     ("temperature_difference", "0.5 K", True), ("pressure", "2 MPa", True),
     ("pressure", "300 psi", True), ("pressure", "2 MPa/s", False), ("charge", "634 mAh", True),
