@@ -380,7 +380,7 @@ def format_si(value: float, unit: str) -> str:
 
 
 def format_duration(seconds: float) -> str:
-    """A duration as a person writes it: ``90 s``, ``10 min``, ``1.5 h``, ``2 day``."""
+    """A duration as a person writes it: ``45 s``, ``1.5 min``, ``10 min``, ``1.5 h``."""
     if not math.isfinite(seconds):
         return f"{seconds} s"
     for size, unit in ((86400.0, "day"), (3600.0, "h"), (60.0, "min")):

@@ -25,6 +25,9 @@ from cellrig.errors import Diagnostic, SourceLocation
 MAX_NODES = 200_000
 MAX_DEPTH = 64
 _STANDARD_TAG_PREFIX = "tag:yaml.org,2002:"
+_CORE_TAGS = frozenset(
+    _STANDARD_TAG_PREFIX + name for name in ("str", "int", "float", "bool", "null", "map", "seq")
+)
 _BASE_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
@@ -165,7 +168,7 @@ class _Converter:
         if depth > MAX_DEPTH:
             raise _TooLargeError(loc, f"values are nested more than {MAX_DEPTH} levels deep")
         tag = str(node.tag)
-        if not tag.startswith(_STANDARD_TAG_PREFIX):
+        if tag not in _CORE_TAGS:
             self.error(loc, f"YAML tags such as {tag!r} are not allowed in protocol files")
             return YScalar(None, "", loc)
         if isinstance(node, ScalarNode):

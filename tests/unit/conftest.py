@@ -23,7 +23,7 @@ from cellrig.protocols.resolve import Resolution, check, load_cell_text, resolve
 from cellrig.protocols.yamlsource import YMap
 
 #: Examples per fuzz test; the fuzz module has six property tests.
-CI_EXAMPLES = 600
+CI_EXAMPLES = 1500
 DEV_EXAMPLES = 60
 
 settings.register_profile(

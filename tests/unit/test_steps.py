@@ -347,7 +347,8 @@ OTHER_KINDS = [
         "set and wait",
         "- set: {temperature: 60 degC, pressure: 2 MPa}\n"
         "  wait: {within: {temperature: 0.5 K, pressure: 0.1 MPa}, for: 30 min, timeout: 3 h}",
-        SetStep(id=1, label="Set temperature 60 degC and pressure 2 MPa, wait until stable for 30 min",
+        SetStep(id=1, label="Set temperature 60 degC and pressure 2 MPa, "
+                            "wait until stable for 30 min",
                 temperature_c=60.0, pressure_pa=2e6, wait_temperature_k=0.5,
                 wait_pressure_pa=1e5, wait_for_s=1800.0, wait_timeout_s=10800.0),
     ),
