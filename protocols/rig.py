@@ -109,7 +109,11 @@ class Block:
 
 @dataclass(frozen=True, slots=True)
 class Spectrum:
-    """An impedance spectrum: Z = z_real + j z_imag (z_imag negative for capacitive)."""
+    """An impedance spectrum: Z = z_real + j z_imag (z_imag negative for capacitive).
+
+    ``time_s`` is the instrument time at which the sweep ended, on the clock of the blocks'
+    ``time_s`` (0 if the rig cannot tell): the test time goes on from there.
+    """
 
     frequency_hz: FloatArray
     z_real_ohm: FloatArray
@@ -140,7 +144,8 @@ class Rig(Protocol):
         ...
 
     async def read(self) -> Block:
-        """The next block of readings under the current command (at least one reading)."""
+        """The next block of readings under the current command: at least one reading, or
+        none with ``done`` when the rig ended the command without a new one."""
         ...
 
     async def end_step(self, at_time_s: float) -> None:

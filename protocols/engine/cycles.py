@@ -1,8 +1,17 @@
 """Cycles: the one counting rule, per-cycle summaries and the figures loops test.
 
 The rule (used everywhere: engine, store, summaries, exports): cycle 1 starts with the test; a
-new cycle starts when a step that charges the cell starts after a step that discharged it
-within the current cycle. Rests, holds, EIS and set steps belong to the cycle they are in.
+new cycle starts when a step that charges the cell starts after a step that discharges it has
+run within the current cycle. Which steps charge and discharge is their direction, given by
+the protocol's verb: ``Charge``/``Discharge`` at a current, power or resistance, and a
+``cccv`` or ``pulse`` on charge or discharge. Rests, holds (CV steps), EIS and set steps have
+no direction and belong to the cycle they are in, whatever current flows in them: the noise
+of a rest or the small reverse current of a hold never opens or closes a cycle.
+
+A cycle's figures (``summarise``) are those of every reading in it, whichever step it was
+taken in. Retention is the cycle's discharge capacity over that of cycle 1 of the test (and
+of the reference cycle, if the job names one); the per-test "cycles to 95/90/80 %" is the
+first complete cycle whose retention is at or below the level.
 """
 
 from __future__ import annotations
@@ -18,7 +27,8 @@ RETENTION_THRESHOLDS = (0.95, 0.90, 0.80)
 
 
 def starts_new_cycle(direction: Direction, cycle: CycleProgress) -> bool:
-    """Whether a step of ``direction`` starting now opens a new cycle."""
+    """Whether a step of ``direction`` starting now opens a new cycle (``cycle.discharged``
+    says a discharging step has run in the current cycle)."""
     return direction is Direction.CHARGE and cycle.discharged
 
 

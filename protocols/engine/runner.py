@@ -17,7 +17,7 @@ from typing import Any
 
 from cellrig.errors import CellrigError
 from cellrig.protocols.clock import Clock, SystemClock
-from cellrig.protocols.program import Program
+from cellrig.protocols.program import Direction, Program
 from cellrig.protocols.rig import Rig
 
 from .compile import Exec, LoopEnter, compile_program
@@ -143,6 +143,10 @@ class Engine:
 
     async def run(self) -> JobOutcome:
         """Run the job to its end; the rig is safe afterwards, whatever happened."""
+        if self.resumed and self.state.ended is not None:
+            # The checkpoint is the job's last: it ended (and said so) before the restart.
+            await self._make_safe()
+            return self._outcome(JobState(self.state.ended), self.state.ended_reason)
         if self.resumed:
             self.event(EventKind.JOB_RESUME, f"resumed at test time {self.state.test_time_s:g} s")
         else:
@@ -163,7 +167,10 @@ class Engine:
         except CellrigError as exc:
             state, reason = JobState.FAILED, str(exc)
             self.event(EventKind.FAULT, reason)
-        except asyncio.CancelledError:
+        except BaseException:
+            # Cancelled, or something outside the engine failed (the sink, a rig raising
+            # outside the exception tree): the job cannot be recorded further, but the cell
+            # must not stay under current.
             await self._make_safe()
             raise
         await self._make_safe()
@@ -178,17 +185,26 @@ class Engine:
     def _finish(self, state: JobState, reason: str) -> JobOutcome:
         cycle = self.state.cycle
         if cycle.totals.charge_ah > 0 or cycle.totals.discharge_ah > 0:
-            self.close_cycle(open_next=False)
-        first = self.state.cycle_figures.get("1", {})
-        outcome = JobOutcome(
-            state, reason, self.state.cycle.number, self.state.test_time_s,
-            first.get("coulombic efficiency"), dict(self.state.retention_reached),
-        )
+            # A cycle cut short by a stop, an abort or a fault is summarised, but its
+            # retention says nothing about the cell's fade.
+            self.close_cycle(open_next=False, complete=state is JobState.COMPLETED)
+            # Summarised once: a restart from the final checkpoint must not repeat it.
+            self.state.cycle = CycleProgress(number=cycle.number,
+                                             start_test_time_s=self.state.test_time_s)
+        outcome = self._outcome(state, reason)
         self.event(EventKind.JOB_END, reason, state=state.value,
                    initial_coulombic_efficiency=outcome.initial_coulombic_efficiency,
                    cycles_to_retention=outcome.cycles_to_retention)
+        self.state.ended, self.state.ended_reason = state.value, reason
         self.checkpoint()
         return outcome
+
+    def _outcome(self, state: JobState, reason: str) -> JobOutcome:
+        first = self.state.cycle_figures.get("1", {})
+        return JobOutcome(
+            state, reason, self.state.cycle.number, self.state.test_time_s,
+            first.get("coulombic efficiency"), dict(self.state.retention_reached),
+        )
 
     async def _execute(self) -> None:
         instructions = self.compiled.instructions
@@ -243,6 +259,8 @@ class Engine:
         if not resuming:
             if starts_new_cycle(step.direction, state.cycle):
                 self.close_cycle(open_next=True)
+            if step.direction is Direction.DISCHARGE:
+                state.cycle.discharged = True
             state.step_count += 1
             state.step = StepProgress(step_id=step.id)
             state.limit_since.pop("charge per step", None)
@@ -255,7 +273,7 @@ class Engine:
             raise Finished(f"step {step.id} ended ({reason}) and went to 'stop'")
         return state.pc + 1 if target in (None, "next") else self.compiled.tags[target]
 
-    def close_cycle(self, open_next: bool) -> None:
+    def close_cycle(self, open_next: bool, complete: bool = True) -> None:
         """End the current cycle: summary, kept figures, retention; open the next one."""
         state = self.state
         cycle = state.cycle
@@ -272,10 +290,10 @@ class Engine:
         state.last_cycle_figures = figures(cycle)
         if cycle.number in self._kept_cycles:
             state.cycle_figures[str(cycle.number)] = figures(cycle)
-        if summary.retention is not None:
+        if summary.retention is not None and complete:
             for threshold in RETENTION_THRESHOLDS:
                 key = f"{threshold:.0%}"
-                if summary.retention < threshold and key not in state.retention_reached:
+                if summary.retention <= threshold and key not in state.retention_reached:
                     state.retention_reached[key] = cycle.number
         self.sink.cycle(summary)
         self.event(EventKind.CYCLE_END, f"cycle {cycle.number}",

@@ -1,13 +1,13 @@
 """The engine's complete state: what a checkpoint holds, and what a resumed engine starts from.
 
-Everything here is plain data (floats, ints, lists, dicts), so a checkpoint is
-``dataclasses.asdict`` turned into JSON, and a resume is the reverse.
+Everything here is plain data (floats, ints, lists, dicts), so a checkpoint is the dataclasses
+as dicts, ready for JSON, and a resume is the reverse.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any
 
 CHECKPOINT_FORMAT = 1
@@ -95,10 +95,13 @@ class EngineState:
     temperature_setpoint_c: float | None = None
     pressure_setpoint_pa: float | None = None
     program_sha256: str = ""
+    #: How the job ended (a ``JobState`` value) once it has: the final checkpoint says so.
+    ended: str | None = None
+    ended_reason: str = ""
 
     def to_checkpoint(self) -> dict[str, Any]:
-        """The state as JSON-ready data (infinities as None)."""
-        data = _finite(asdict(self))
+        """The state as JSON-ready data (infinities as None), sharing nothing with the state."""
+        data = _plain(self)
         data["format"] = CHECKPOINT_FORMAT
         return data  # type: ignore[no-any-return]
 
@@ -123,11 +126,25 @@ class EngineState:
         return cls(**values)
 
 
-def _finite(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {key: _finite(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_finite(item) for item in value]
+_FIELDS: dict[type, tuple[str, ...]] = {}
+_LEAVES = (int, str, bool, type(None))
+
+
+def _plain(value: Any) -> Any:
+    """Dataclasses as dicts, containers copied, non-finite floats as None (what
+    ``dataclasses.asdict`` would give, without its deep copies of every leaf)."""
+    kind = type(value)
+    if kind is float:
+        return value if math.isfinite(value) else None
+    if kind in _LEAVES:
+        return value
+    if kind is list:
+        return [_plain(item) for item in value]
+    if kind is dict:
+        return {key: _plain(item) for key, item in value.items()}
+    names = _FIELDS.get(kind)
+    if names is None and is_dataclass(value):
+        names = _FIELDS.setdefault(kind, tuple(f.name for f in fields(value)))
+    if names is not None:
+        return {name: _plain(getattr(value, name)) for name in names}
     return value

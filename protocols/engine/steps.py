@@ -38,6 +38,7 @@ from .blocks import compare, run_trip
 from .output import EventKind, StepType
 from .process import BlockResult, EndKind
 from .process import Command as Running
+from .state import StepProgress
 
 if TYPE_CHECKING:
     from .runner import Engine
@@ -111,7 +112,8 @@ class StepRunner:
         max_current = self.engine.program.limits.current_a
         current_limit = None if max_current is None else max_current.high
         if isinstance(step, CurrentStep):
-            limit = step.voltage_limit_v or self._compliance(step.direction)
+            limit = (step.voltage_limit_v if step.voltage_limit_v is not None
+                     else self._compliance(step.direction))
             return (Command(Mode.CURRENT, current_a=step.current_a, voltage_limit_v=limit),
                     _direction_type(step.direction, StepType.CC_CHG, StepType.CC_DCH), False)
         if isinstance(step, PowerStep):
@@ -122,8 +124,9 @@ class StepRunner:
             return (Command(Mode.RESISTANCE, resistance_ohm=step.resistance_ohm),
                     StepType.CR_DCH, False)
         if isinstance(step, VoltageStep):
-            return (Command(Mode.VOLTAGE, voltage_v=step.voltage_v,
-                            current_limit_a=step.current_limit_a or current_limit), None, True)
+            limit_a = step.current_limit_a if step.current_limit_a is not None else current_limit
+            return (Command(Mode.VOLTAGE, voltage_v=step.voltage_v, current_limit_a=limit_a),
+                    None, True)
         if isinstance(step, RestStep):
             return Command(Mode.REST), StepType.REST, False
         raise StepFault(f"step {step.id} ({type(step).__name__}) cannot run here")
@@ -151,7 +154,7 @@ class StepRunner:
             if engine.timebase.origin_s is None:
                 engine.timebase.origin_s = running.applied_at_s
 
-        await apply()
+        applied = False
         while True:
             engine.check_stop()
             if engine.paused:
@@ -160,9 +163,15 @@ class StepRunner:
                 await engine.wait_running()
                 engine.check_stop()
                 engine.event(EventKind.RESUME, "resumed", step.id)
+                applied = False
+            if not applied:
                 await apply()
+                applied = True
             block = await rig.read()
             if len(block) == 0:
+                if block.done:
+                    return BlockResult(EndKind.CONDITION, -1, running.last_time_s,
+                                       self._nearest(conditions, progress, block))
                 continue
             settled = False
             if stable is not None:
@@ -177,19 +186,33 @@ class StepRunner:
                                    result.condition)
             if block.done:
                 return BlockResult(EndKind.CONDITION, result.index, result.time_s,
-                                   self._nearest(conditions, block))
+                                   self._nearest(conditions, progress, block))
             engine.maybe_checkpoint()
 
     @staticmethod
-    def _nearest(conditions: tuple[Condition, ...], block: Block) -> Condition | None:
-        """The condition the rig most likely ended the step on (closest at the last reading)."""
+    def _nearest(conditions: tuple[Condition, ...], progress: StepProgress, block: Block
+                 ) -> Condition | None:
+        """The condition the rig most likely ended the step on, when the host saw none hold
+        (a device computes its cut-offs in its own arithmetic): the one closest to holding
+        at the last reading, relative to its value."""
+        last = {
+            Quantity.VOLTAGE: progress.last_voltage_v,
+            Quantity.CURRENT: None if progress.last_current_a is None else abs(
+                progress.last_current_a),
+            Quantity.TIME: progress.elapsed_s,
+            Quantity.CHARGE: abs(progress.totals.net_ah),
+            Quantity.ENERGY: abs(progress.totals.net_wh),
+            Quantity.TEMPERATURE: None if block.temperature_c is None or not len(block) else (
+                float(block.temperature_c[-1])),
+            Quantity.PRESSURE: None if block.pressure_pa is None or not len(block) else (
+                float(block.pressure_pa[-1])),
+        }
         best, best_distance = None, math.inf
         for condition in conditions:
-            value = {Quantity.VOLTAGE: block.voltage_v[-1],
-                     Quantity.CURRENT: abs(block.current_a[-1])}.get(condition.quantity)
-            if value is None:
+            value = last.get(condition.quantity)
+            if value is None or not math.isfinite(value):
                 continue
-            distance = abs(float(value) - condition.value) / max(abs(condition.value), 1e-12)
+            distance = abs(value - condition.value) / max(abs(condition.value), 1e-12)
             if distance < best_distance:
                 best, best_distance = condition, distance
         return best
@@ -240,11 +263,8 @@ class StepRunner:
         return None, f"{progress.pulse_index} pulses done"
 
     def _until_stable(self, step: SetStep, block: Block, running: Running,
-                      progress: object) -> tuple[Block, bool]:
+                      progress: StepProgress) -> tuple[Block, bool]:
         """Cut the block where temperature and pressure have been stable long enough."""
-        from .state import StepProgress
-
-        assert isinstance(progress, StepProgress)
         mask = np.ones(len(block), dtype=bool)
         for target, tolerance, values, what in (
             (step.temperature_c, step.wait_temperature_k, block.temperature_c, "temperature"),
@@ -257,8 +277,9 @@ class StepRunner:
                                 f"does not measure it")
             mask &= compare(np.abs(values - target), Operator.AT_MOST, tolerance)
         step_time = running.elapsed_before_s + (block.time_s - running.applied_at_s)
-        index, since = run_trip(mask, step_time, progress.stable_since_s, step.wait_for_s)
-        progress.stable_since_s = since
+        index, run_start = run_trip(mask, step_time, progress.stable_since_s, step.wait_for_s)
+        last = len(block) - 1 if index < 0 else index
+        progress.stable_since_s = float(run_start[last]) if bool(mask[last]) else None
         if index < 0:
             return block, False
         cut = slice(0, index + 1)
@@ -296,7 +317,16 @@ class StepRunner:
         engine = self.engine
         if not engine.rig.capabilities.eis:
             raise StepFault(f"step {step.id} measures EIS, but this channel has no EIS unit")
+        if engine.timebase.origin_s is None:
+            # Nothing applied yet by this engine (a job, or a resume, that starts with a
+            # sweep): take the rig's clock now, or the sweep's time would be missing from the
+            # test time.
+            engine.timebase.origin_s = await engine.rig.apply(Command(Mode.OFF))
         spectrum = await engine.rig.eis(step)
+        # The sweep took time: the test time goes on from its end (a rig that cannot say
+        # when the sweep ended leaves time_s at 0 and the test time where it was).
+        engine.state.test_time_s = max(engine.state.test_time_s,
+                                       engine.timebase.at(spectrum.time_s))
         engine.sink.spectrum(step.id, engine.state.step_count, spectrum)
         engine.event(EventKind.SPECTRUM, f"{spectrum.frequency_hz.shape[0]} frequencies", step.id)
         return None, "sweep done"

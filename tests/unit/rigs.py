@@ -146,10 +146,9 @@ class LinearRig:
             if self.device_cutoffs and any(self._meets(c, v, i) for c in self.command.until):
                 done = True
                 break
-        count = len(times)
         return Block(np.array(times), np.array(volts), np.array(amps),
-                     np.full(count, self.temperature_c), np.full(count, self.pressure_pa),
-                     done=done)
+                     np.array([snapshot[2] for snapshot in self._snapshots]),
+                     np.array([snapshot[3] for snapshot in self._snapshots]), done=done)
 
     async def end_step(self, at_time_s: float) -> None:
         """Go back to the state at the reading the engine ended the step on."""
