@@ -1,0 +1,152 @@
+"""The cell's state, and constant-current (or rest) segments in closed form.
+
+Under a constant current ``I`` (positive charges) for ``t`` seconds, with ``Q = I·t/3600`` Ah:
+
+* the NMC gives up ``Q`` of lithium: ``cathode(t) = cathode_0 + Q``;
+* on charge, part of it never reaches the anode's active lithium: the first-charge loss
+  ``min(share·Q, left)`` and new dead lithium ``D(Q) − D_0`` (exact, see
+  :func:`~cellrig.simulators.cell_circuit.lithium_losses`): ``anode(t) = anode_0 + Q − losses``;
+* each RC pair relaxes exactly: ``v_k(t) = I·R_k + (v_k0 − I·R_k)·exp(−t/τ_k)``;
+* the terminal voltage is ``OCV(anode, cathode) + I·(R_s + R_l) + Σ v_k`` (``R_l``, the
+  lithiation resistance, only on discharge);
+* heat is ``I²·(R_s + R_l) + Σ v_k²/R_k``; its integral over the segment is exact (the
+  lithiation term too, since ``R_l`` is exponential in the charge), and the temperature rise
+  follows ``ΔT(t) = ΔT_0·e^(−t/τ_th) + P·R_th·(1 − e^(−t/τ_th))`` with ``τ_th = C_th·R_th`` (at
+  the segment's mean power for the end state; at the instantaneous power for readings, which
+  is accurate when the power changes slowly against τ_th).
+
+Every function takes arrays of times and evaluates them in one numpy expression.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from cellrig.simulators.cell_circuit import Circuit, lithium_losses, rc_heat_j
+from cellrig.simulators.cell_params import CellParameters
+from cellrig.simulators.ocv import CellOcv
+
+FloatArray = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True, slots=True)
+class CellState:
+    """A snapshot of the model (SI; charges in Ah). ``anode_ah`` is the active lithium in the
+    anode, ``cathode_ah`` the lithium out of the NMC, ``dead_ah`` the lithium lost to dead Li and
+    SEI while cycling, ``trap_left_ah`` the first-charge loss still to come. ``soc`` is the
+    anode's lithium over the nominal capacity; ``direction`` the sign of the last non-zero
+    current; a cycle begins with each charge that follows a discharge."""
+
+    time_s: float
+    anode_ah: float
+    cathode_ah: float
+    dead_ah: float
+    trap_left_ah: float
+    rc_v: tuple[float, ...]
+    charge_in_ah: float = 0.0
+    charge_out_ah: float = 0.0
+    cycle_index: int = 0
+    direction: int = -1
+    current_a: float = 0.0
+    temperature_rise_k: float = 0.0
+    heat_j: float = 0.0
+    soc: float = 0.0
+
+    @property
+    def lost_ah(self) -> float:
+        """Lithium the cell has lost (first-charge loss and dead lithium)."""
+        return self.cathode_ah - self.anode_ah
+
+    @property
+    def throughput_ah(self) -> float:
+        """Charge passed in both directions."""
+        return self.charge_in_ah + self.charge_out_ah
+
+
+@dataclass(frozen=True, slots=True)
+class Trace:
+    """The readings of the last segment at its sample times (absolute model time)."""
+
+    time_s: FloatArray
+    voltage_v: FloatArray
+    current_a: FloatArray
+    heat_w: FloatArray
+    temperature_c: FloatArray
+    thickness_change_m: FloatArray
+
+
+@dataclass
+class Readings:
+    """Readings and internal state at sample times, within one model piece."""
+
+    voltage: FloatArray
+    current: FloatArray
+    heat: FloatArray
+    rise: FloatArray
+    anode: FloatArray
+    cathode: FloatArray
+    dead: FloatArray
+
+
+def thermal_tau_s(params: CellParameters) -> float:
+    """The cell's thermal time constant, heat capacity × thermal resistance."""
+    return params.heat_capacity_j_per_k * params.thermal_resistance_k_per_w
+
+
+def lithium_after(params: CellParameters, state: CellState, current_a: float, dt_s: FloatArray,
+                  fade: float) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+    """Anode, cathode and dead lithium, and first-charge loss left, after ``dt_s`` seconds."""
+    moved = current_a * dt_s / 3600.0
+    if current_a > 0:
+        trap, dead = lithium_losses(params, fade, state.trap_left_ah, state.dead_ah, moved)
+    else:
+        trap, dead = np.zeros_like(dt_s), np.full_like(dt_s, state.dead_ah)
+    anode = state.anode_ah + moved - trap - (dead - state.dead_ah)
+    return anode, state.cathode_ah + moved, dead, state.trap_left_ah - trap
+
+
+def readings(params: CellParameters, ocv: CellOcv, state: CellState, current_a: float,
+             dt_s: FloatArray, circuit: Circuit, fade: float) -> Readings:
+    """Readings ``dt_s`` seconds into a constant-current (or rest, ``current_a = 0``) piece."""
+    anode, cathode, dead, _ = lithium_after(params, state, current_a, dt_s, fade)
+    open_circuit = ocv.voltage_v(anode, cathode)
+    decay = np.exp(-dt_s[:, None] / circuit.rc_tau_s)
+    steady = current_a * circuit.rc_ohm
+    rc = steady + (np.asarray(state.rc_v) - steady) * decay
+    lith = circuit.lithiation_at(cathode) if current_a < 0 else np.zeros_like(dt_s)
+    voltage = open_circuit + current_a * (circuit.series_ohm + lith) + rc.sum(axis=1)
+    heat = current_a ** 2 * (circuit.series_ohm + lith) + np.sum(rc ** 2 / circuit.rc_ohm, axis=1)
+    cooling = np.exp(-dt_s / thermal_tau_s(params))
+    rise = (state.temperature_rise_k * cooling
+            + heat * params.thermal_resistance_k_per_w * (1 - cooling))
+    return Readings(voltage, np.full_like(dt_s, current_a), heat, rise, anode, cathode, dead)
+
+
+def state_after(params: CellParameters, state: CellState, current_a: float, length_s: float,
+                circuit: Circuit, fade: float) -> CellState:
+    """The state after ``length_s`` seconds of constant current (or rest)."""
+    anode, cathode, dead, trap_left = (float(v[0]) for v in lithium_after(
+        params, state, current_a, np.array([length_s]), fade))
+    steady = current_a * circuit.rc_ohm
+    start_v = np.asarray(state.rc_v)
+    rc = steady + (start_v - steady) * np.exp(-length_s / circuit.rc_tau_s)
+    heat = current_a ** 2 * circuit.series_ohm * length_s + rc_heat_j(
+        circuit.rc_ohm, circuit.rc_tau_s, start_v, current_a, length_s)
+    if current_a < 0 and length_s > 0:
+        rate = -current_a / 3600.0 / circuit.lithiation_width_ah
+        growth = math.expm1(min(rate * length_s, 700.0)) / rate
+        heat += current_a ** 2 * float(circuit.lithiation_at(state.cathode_ah)) * growth
+    cooling = math.exp(-length_s / thermal_tau_s(params))
+    mean_w = heat / length_s if length_s > 0 else 0.0
+    rise = (state.temperature_rise_k * cooling
+            + mean_w * params.thermal_resistance_k_per_w * (1 - cooling))
+    moved = current_a * length_s / 3600.0
+    return CellState(
+        state.time_s + length_s, anode, cathode, dead, trap_left, tuple(float(v) for v in rc),
+        state.charge_in_ah + max(moved, 0.0), state.charge_out_ah + max(-moved, 0.0),
+        state.cycle_index, state.direction, current_a, rise, state.heat_j + heat,
+        anode / params.capacity_ah)
