@@ -86,3 +86,49 @@ class ProtocolError(InputError):
 
 class ConfigError(InputError):
     """A station configuration or cell definition file is not valid."""
+
+
+class InstrumentError(CellrigError):
+    """Something went wrong talking to an instrument.
+
+    Names the instrument (a short label such as ``keithley-2450``), its address (a VISA
+    resource string, a serial device or ``socket://`` URL) and the command that was being sent
+    when it happened, so a log line says which wire, which box and which exchange.
+    """
+
+    def __init__(self, message: str, *, instrument: str, address: str,
+                 command: str | None = None) -> None:
+        self.instrument = instrument
+        self.address = address
+        self.command = command
+        self.detail = message
+        where = f"{instrument} at {address}"
+        during = f" (command {command!r})" if command is not None else ""
+        super().__init__(f"{where}: {message}{during}")
+
+
+class ConnectionLost(InstrumentError):
+    """The transport to the instrument is closed, refused or broke mid-exchange."""
+
+
+class InstrumentTimeout(InstrumentError):
+    """The instrument did not answer within the timeout."""
+
+
+class MalformedReply(InstrumentError):
+    """The instrument answered something that does not parse as the reply the command expects."""
+
+
+class InstrumentReported(InstrumentError):
+    """The instrument itself reported an error (an SCPI error-queue entry, a ``NA:`` reply,
+    a MethodSCRIPT error line); ``code`` is the instrument's own error number when it has one."""
+
+    def __init__(self, message: str, *, instrument: str, address: str,
+                 command: str | None = None, code: int | None = None) -> None:
+        self.code = code
+        super().__init__(message, instrument=instrument, address=address, command=command)
+
+
+class UnsupportedInstrument(InstrumentError):
+    """The instrument at the address is not one the driver can drive (wrong identity or
+    command set)."""
