@@ -1,0 +1,126 @@
+"""The instrument ports: what the station needs from each kind of instrument.
+
+The engine sees one :class:`cellrig.protocols.rig.Rig` per channel. On a station that rig is
+composed of parts, each served by one instrument driver (or its emulator's model):
+
+- a :class:`PotentiostatPort` (Keithley 2450, PalmSens MethodSCRIPT, the cell model): sources
+  and readings, the channel's ranges and whether it runs steps on its own;
+- an :class:`EisPort` (often the same box, often shared by several channels);
+- a :class:`ChamberPort` (usually shared by several channels);
+- a :class:`JigPort` (one per cell: pneumatic and controlled, or bolted and measure-only).
+
+All values are SI floats with the unit in the name; temperatures in °C. Every wire problem is
+raised as :class:`cellrig.errors.InstrumentError` (or a subclass).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from cellrig.protocols.program import EisStep
+from cellrig.protocols.rig import Block, Capabilities, Command, JigKind, Spectrum
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who answered: from ``*IDN?`` or the instrument's own identification command."""
+
+    manufacturer: str
+    model: str
+    serial_number: str
+    firmware: str
+
+
+class PotentiostatPort(Protocol):
+    """One potentiostat / source-measure channel, as the engine's rig port uses it.
+
+    ``capabilities`` fills the source part of :class:`Capabilities` (ranges, constant power,
+    ``device_cutoffs``, ``min_sample_interval_s``); the chamber, jig and EIS fields are filled
+    in when the station composes a channel's rig.
+    """
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """Ranges and what the channel can do on its own."""
+        ...
+
+    async def apply(self, command: Command) -> float:
+        """Set the source; returns the instrument time at which it took effect."""
+        ...
+
+    async def read(self) -> Block:
+        """The next readings under the current command (temperature and pressure NaN)."""
+        ...
+
+    async def end_step(self, at_time_s: float) -> None:
+        """A condition ended the step at the reading taken at ``at_time_s``."""
+        ...
+
+    async def safe(self) -> None:
+        """Output off, high impedance: the cell is left floating, not loaded."""
+        ...
+
+
+class EisPort(Protocol):
+    """An impedance analyser (or the EIS mode of a potentiostat)."""
+
+    @property
+    def frequency_range_hz(self) -> tuple[float, float]:
+        """Lowest and highest frequency it can sweep."""
+        ...
+
+    async def eis(self, step: EisStep) -> Spectrum:
+        """Run one sweep as the step says and return the spectrum."""
+        ...
+
+
+class ChamberPort(Protocol):
+    """A temperature chamber; ``channels`` names the channels whose cells sit in it."""
+
+    @property
+    def temperature_range_c(self) -> tuple[float, float]:
+        """Lowest and highest setpoint it accepts."""
+        ...
+
+    async def set_temperature(self, setpoint_c: float) -> None:
+        """A new setpoint (and the chamber running in constant mode)."""
+        ...
+
+    async def read_temperature(self) -> float:
+        """The measured air temperature in °C."""
+        ...
+
+    async def alarms(self) -> list[str]:
+        """Active alarms as the chamber names them (empty when none)."""
+        ...
+
+    async def standby(self) -> None:
+        """Stop heating and cooling actively (the chamber's safe state)."""
+        ...
+
+
+class JigPort(Protocol):
+    """A stack-pressure jig: ``kind`` says whether pressure can be set or only measured."""
+
+    @property
+    def kind(self) -> JigKind:
+        """``CONTROLLED`` (pneumatic, closed loop) or ``MEASURE_ONLY`` (bolted)."""
+        ...
+
+    @property
+    def max_pressure_pa(self) -> float:
+        """The highest stack pressure the jig may apply."""
+        ...
+
+    async def set_pressure(self, pressure_pa: float) -> None:
+        """A new stack-pressure setpoint; refused by a measure-only jig."""
+        ...
+
+    async def read_pressure(self) -> float:
+        """The stack pressure measured now (force over cell area), in Pa."""
+        ...
+
+    async def alarms(self) -> list[str]:
+        """Active interlocks and alarms (empty when none)."""
+        ...
