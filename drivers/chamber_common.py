@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
-from cellrig.errors import InstrumentError
+from cellrig.errors import InstrumentError, UnsupportedInstrument
 from cellrig.protocols.program import Program, SetStep
 
 #: A clock in seconds; the chamber drivers time their readings with it (stability rule).
@@ -32,6 +32,8 @@ class ChamberMode(StrEnum):
     """holding the constant setpoint"""
     PROGRAM = "program"
     """running a program stored in the controller"""
+    MANUAL = "manual"
+    """fixed output power, no temperature control"""
 
 
 class SetpointRefused(InstrumentError):
@@ -56,6 +58,20 @@ def narrow_range(range_c: tuple[float, float],
     if not low_c <= high_c:
         raise ValueError(f"temperature ranges {range_c} and {limits_c} do not overlap")
     return low_c, high_c
+
+
+def controller_range(rated_c: tuple[float, float], controller_c: tuple[float, float], *,
+                     instrument: str, address: str, command: str) -> tuple[float, float]:
+    """The setpoint range of a chamber: its rating narrowed to the controller's own range;
+    raises :class:`UnsupportedInstrument` if the two do not overlap (a chamber other than the
+    one the station describes)."""
+    try:
+        return narrow_range(rated_c, controller_c)
+    except ValueError as error:
+        raise UnsupportedInstrument(
+            f"the controller's range {controller_c[0]:g} to {controller_c[1]:g} °C does not "
+            f"overlap the chamber's rated range {rated_c[0]:g} to {rated_c[1]:g} °C",
+            instrument=instrument, address=address, command=command) from error
 
 
 def check_setpoint(setpoint_c: float, range_c: tuple[float, float], *, instrument: str,

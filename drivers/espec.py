@@ -34,7 +34,7 @@ from cellrig.errors import ConnectionLost, InstrumentReported, MalformedReply
 
 from . import espec_protocol as wire
 from .backoff import Backoff
-from .chamber_common import ChamberMode, Clock, check_setpoint, narrow_range
+from .chamber_common import ChamberMode, Clock, check_setpoint, controller_range
 from .chamber_stability import StabilityWatch
 from .serial_link import SerialLink
 
@@ -110,8 +110,10 @@ class EspecChamber:
         await self.link.open()
         try:
             status = await self.read_temperature_status()
-            self._range_c = narrow_range(self._rated_range_c,
-                                         (status.lower_limit_c, status.upper_limit_c))
+            self._range_c = controller_range(
+                self._rated_range_c, (status.lower_limit_c, status.upper_limit_c),
+                instrument=self.link.instrument, address=self.link.url,
+                command=wire.TEMPERATURE_QUERY)
         except BaseException:
             await self.link.close()
             raise
