@@ -36,6 +36,7 @@ from . import espec_protocol as wire
 from .backoff import Backoff
 from .chamber_common import ChamberMode, Clock, check_setpoint, controller_range
 from .chamber_stability import StabilityWatch
+from .ports import ChamberPort
 from .serial_link import SerialLink
 
 log = logging.getLogger(__name__)
@@ -222,3 +223,8 @@ class EspecChamber:
             raise InstrumentReported(wire.describe_na(reason), instrument=self.link.instrument,
                                      address=self.link.url, command=command)
         return reply
+
+
+def _implements_the_port(chamber: EspecChamber) -> ChamberPort:
+    """Checked by mypy: the driver is a :class:`~cellrig.drivers.ports.ChamberPort`."""
+    return chamber

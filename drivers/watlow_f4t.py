@@ -30,6 +30,7 @@ from cellrig.errors import InstrumentReported, MalformedReply
 from . import watlow_registers as reg
 from .chamber_common import ChamberMode, Clock, check_setpoint, controller_range
 from .chamber_stability import StabilityWatch
+from .ports import ChamberPort
 from .watlow_modbus import ModbusLink
 from .watlow_registers import F4tValue, WordOrder
 
@@ -220,3 +221,8 @@ class WatlowF4T:
     def _malformed(self, message: str, command: str) -> MalformedReply:
         return MalformedReply(message, instrument=self.link.instrument, address=self.link.url,
                               command=command)
+
+
+def _implements_the_port(chamber: WatlowF4T) -> ChamberPort:
+    """Checked by mypy: the driver is a :class:`~cellrig.drivers.ports.ChamberPort`."""
+    return chamber
