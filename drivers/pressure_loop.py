@@ -19,8 +19,9 @@ pressure only at the output, through the jig's geometry. On each tick:
    pressure limit or the jig's maximum, whichever is lower, so the feedforward alone can never
    ask for more) and to a slew of ``slew_pa_per_s``.
 5. **Anti-windup.** The integral does not grow while the output is held at a limit in the
-   direction the error pushes, nor while the reference is still ramping (the regulator's lag
-   during a ramp is not an error to integrate: integrating it is what overshoots).
+   direction the error pushes, nor while the regulator itself cannot follow its setpoint that
+   way (supply too low, a leak), nor while the reference is still ramping (the regulator's
+   lag during a ramp is not an error to integrate: integrating it is what overshoots).
 
 ``hold`` (gauge lost) freezes the output; ``allow_raise=False`` (over force or pressure) lets
 it only go down.
@@ -99,10 +100,12 @@ class PressureController:
     def start(self, now_s: float, regulator_setpoint_pa: float,
               measured_pa: float | None) -> None:
         """Take over bumplessly from whatever the regulator is doing: the output starts at
-        its present setpoint and the reference at the measured pressure."""
+        its present setpoint, the reference at the measured pressure, and the integral holds
+        the difference (what the geometry does not explain)."""
         self.output_pa = self.geometry.pressure_for_regulator(regulator_setpoint_pa)
         self.reference_pa = measured_pa if measured_pa is not None else self.output_pa
-        self.integral_pa = 0.0
+        limit_pa = self.tuning.integral_limit_fraction * self.ceiling_pa
+        self.integral_pa = max(-limit_pa, min(limit_pa, self.output_pa - self.reference_pa))
         self._last_s = now_s
 
     @property
@@ -118,9 +121,13 @@ class PressureController:
     # -- one tick -----------------------------------------------------------------------------
 
     def update(self, now_s: float, measured_pa: float | None, *, hold: bool = False,
-               allow_raise: bool = True) -> float:
+               allow_raise: bool = True, regulator_behind: bool = False,
+               regulator_ahead: bool = False) -> float:
         """Advance to ``now_s`` with the pressure measured now; returns the regulator
-        pressure to command. ``hold`` freezes everything; a missing measurement holds too."""
+        pressure to command. ``hold`` freezes everything; a missing measurement holds too.
+        ``regulator_behind`` / ``regulator_ahead``: the regulator's own pressure is well
+        below / above its setpoint (no supply, a leak, no exhaust), so asking it for more /
+        less achieves nothing and the integral must not grow that way."""
         last_s = self._last_s if self._last_s is not None else now_s
         dt_s = min(max(now_s - last_s, 0.0), 5.0 * self.tuning.period_s)
         self._last_s = now_s
@@ -144,8 +151,8 @@ class PressureController:
         slew_pa = tuning.slew_pa_per_s * dt_s
         output_pa = max(floor_pa, min(top_pa, wanted_pa))
         output_pa = max(self.output_pa - slew_pa, min(self.output_pa + slew_pa, output_pa))
-        pushing_up = wanted_pa > output_pa and error_pa > 0
-        pushing_down = wanted_pa < output_pa and error_pa < 0
+        pushing_up = error_pa > 0 and (wanted_pa > output_pa or regulator_behind)
+        pushing_down = error_pa < 0 and (wanted_pa < output_pa or regulator_ahead)
         if not (self.ramping or pushing_up or pushing_down):
             self.integral_pa = integral_pa
         self.output_pa = output_pa

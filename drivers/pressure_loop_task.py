@@ -4,7 +4,10 @@ One :meth:`PressureLoop.tick` is one exchange with each instrument: a force read
 either a new setpoint (the Alicat answers a setpoint with its data frame) or a poll. Wire
 problems never escape a tick: a missing reading holds the output at once and raises
 ``GAUGE_LOST`` once it lasts the response timeout; a regulator that does not answer raises
-``REGULATOR_LOST`` the same way, and the unsent setpoint goes out on the next tick. Time
+``REGULATOR_LOST`` the same way, and the unsent setpoint goes out on the next tick. A force
+above the jig's maximum or a pressure above the ceiling trips the raise inhibit: from then on
+the loop may lower the regulator but never raise it, until a new setpoint is given (the trip
+latches, so the loop does not creep back up against the limit). Time
 comes from an injected clock and sleep, so the loop runs on the bench's virtual clock in
 tests and simulations exactly as on the wall clock.
 """
@@ -108,6 +111,9 @@ class PressureLoop:
         self._tracking = Persistence(self.settings.tracking_timeout_s)
         self._tolerance = Persistence(self.settings.tolerance_timeout_s)
         self.ticks = 0
+        self.raise_inhibited = False
+        """latched by an over-force or over-pressure trip; a new setpoint releases it"""
+        self._was_over_limit = False
 
     # -- settings from the station and the engine ---------------------------------------------
 
@@ -115,6 +121,7 @@ class PressureLoop:
         """A new stack-pressure setpoint (refused above the ceiling)."""
         self.controller.set_target(pressure_pa)
         self._tolerance.reset()
+        self.raise_inhibited = False
 
     def set_ceiling(self, ceiling_pa: float) -> None:
         """The protocol's pressure limit (the loop never commands above it)."""
@@ -148,8 +155,15 @@ class PressureLoop:
         force_n, why_not = await read_gauge(self.gauge, self.name)
         reading = self._observe(now_s, force_n, why_not)
         measured_pa = reading.pressure_pa if reading is not None else None
+        behind, ahead = self._regulator_off()
+        over_limit = self.monitor.over_limit
+        if over_limit and not self._was_over_limit:
+            self.raise_inhibited = True
+        self._was_over_limit = over_limit
+        allow_raise = not (self.raise_inhibited or over_limit)
         command_pa = self.controller.update(now_s, measured_pa, hold=self.monitor.missing,
-                                            allow_raise=not self.monitor.over_limit)
+                                            allow_raise=allow_raise,
+                                            regulator_behind=behind, regulator_ahead=ahead)
         change_pa = self.settings.min_command_change_pa
         send = self._sent_pa is None or abs(command_pa - self._sent_pa) >= change_pa
         state = await self._exchange(now_s, command_pa if send else None)
@@ -185,13 +199,24 @@ class PressureLoop:
         self.alarms.update(JigAlarm.REGULATOR_LOST, False, now_s)
         return state
 
+    def _tracking_band_pa(self, state: RegulatorState) -> float:
+        settings = self.settings
+        return max(settings.tracking_fraction * state.setpoint_pa, settings.tracking_min_pa)
+
+    def _regulator_off(self) -> tuple[bool, bool]:
+        """Whether the regulator's pressure is well below / above its own setpoint."""
+        state = self.regulator_state
+        if state is None:
+            return False, False
+        band_pa = self._tracking_band_pa(state)
+        gap_pa = state.pressure_pa - state.setpoint_pa
+        return gap_pa < -band_pa, gap_pa > band_pa
+
     def _check_tracking(self, now_s: float, state: RegulatorState | None) -> None:
         if state is None:
             return
-        settings = self.settings
         gap_pa = abs(state.pressure_pa - state.setpoint_pa)
-        allowed_pa = max(settings.tracking_fraction * state.setpoint_pa, settings.tracking_min_pa)
-        off = gap_pa > allowed_pa and not self.controller.ramping
+        off = gap_pa > self._tracking_band_pa(state) and not self.controller.ramping
         lasting = self._tracking.update(off, now_s)
         self.alarms.update(JigAlarm.REGULATOR_TRACKING, lasting, now_s,
                            f"regulator at {state.pressure_pa / 1e3:.1f} kPa, its setpoint "

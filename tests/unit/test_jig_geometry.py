@@ -48,14 +48,14 @@ def test_bolted_jig_has_no_regulator() -> None:
         bolted.regulator_for_pressure(1e6)
 
 
-@pytest.mark.parametrize("kwargs", [
-    {"cell_area_m2": 0.0, "max_force_n": 1.0},
-    {"cell_area_m2": 1e-4},
-    {"cell_area_m2": 1e-4, "max_force_n": 1.0, "piston_area_m2": -1.0},
-    {"cell_area_m2": 1e-4, "max_force_n": 1.0, "preload_n": -5.0},
+@pytest.mark.parametrize(("kwargs", "why"), [
+    ({"cell_area_m2": 0.0, "max_force_n": 1.0}, "cell_area_m2"),
+    ({"cell_area_m2": 1e-4}, "maximum force or a maximum stack pressure"),
+    ({"cell_area_m2": 1e-4, "max_force_n": 1.0, "piston_area_m2": -1.0}, "piston_area_m2"),
+    ({"cell_area_m2": 1e-4, "max_force_n": 1.0, "preload_n": -5.0}, "preload_n"),
 ])
-def test_invalid_geometry(kwargs: dict[str, float]) -> None:
-    with pytest.raises(ValueError):
+def test_invalid_geometry(kwargs: dict[str, float], why: str) -> None:
+    with pytest.raises(ValueError, match=why):
         JigGeometry(**kwargs)
 
 
