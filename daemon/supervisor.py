@@ -95,7 +95,7 @@ class SupervisorSettings:
     each safe action, the watchdog tick and the retry backoff of failed safe actions."""
 
     watchdog_periods: float = 3.0
-    watchdog_floor_s: float = 1.0
+    watchdog_floor_s: float = 5.0
     hysteresis_fraction: float = 0.01
     safe_timeout_s: float = 5.0
     tick_s: float = 0.25
@@ -111,9 +111,10 @@ class Watchdog:
         self.armed_at_s: float | None = None
         self.fresh_at_s = -math.inf
 
-    def arm(self, now_s: float, timeout_s: float) -> None:
-        """Expect fresh readings within ``timeout_s`` (counted from now if newly armed)."""
-        if self.armed_at_s is None:
+    def arm(self, now_s: float, timeout_s: float, *, restart: bool = False) -> None:
+        """Expect fresh readings within ``timeout_s``, counted from now if newly armed or
+        ``restart`` (a new command: its readings start now)."""
+        if self.armed_at_s is None or restart:
             self.armed_at_s = now_s
         self.timeout_s = timeout_s
 
@@ -227,7 +228,8 @@ class ChannelSupervisor:
         del command
         settings = self.settings
         self.watchdogs[POTENTIOSTAT].arm(self.timer.now_s(), max(
-            settings.watchdog_periods * sample_interval_s, settings.watchdog_floor_s))
+            settings.watchdog_periods * sample_interval_s, settings.watchdog_floor_s),
+            restart=True)
         self._output_on = True
         self._engaged_changed()
 

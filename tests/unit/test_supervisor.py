@@ -231,7 +231,7 @@ class TestWatchdog:
         timer = VirtualTimer()
         unit = watched(timer)
         await unit.rig.apply(Command(Mode.CURRENT, current_a=0.5, sample_interval_s=0.01))
-        timer.advance(0.9)
+        timer.advance(4.9)
         await unit.supervisor.tick()
         assert not unit.supervisor.latched
         timer.advance(0.2)
@@ -260,14 +260,28 @@ class TestWatchdog:
         assert trip is not None and (trip.kind, trip.quantity) == (
             SafetyEventKind.WATCHDOG, "chamber-1")
 
+    async def test_new_commands_do_not_excuse_a_silent_chamber(self) -> None:
+        timer = VirtualTimer()
+        chamber = shared_chamber(timer)
+        unit = watched(timer, chamber=chamber)
+        await chamber.poll()
+        for _ in range(8):  # short pulses: a new command every second, the chamber silent
+            timer.advance(1.0)
+            await unit.rig.apply(CHARGE)
+            await unit.rig.read()
+            await unit.supervisor.tick()
+        trip = unit.supervisor.trip
+        assert trip is not None and trip.quantity == "chamber-1"
+        assert trip.value == pytest.approx(7.0)  # watched since the first command
+
     async def test_a_sweep_that_never_ends_trips(self) -> None:
         timer = VirtualTimer()
         unit = watched(timer, settings=SupervisorSettings(watchdog_periods=2.0))
         unit.supervisor.sweep_started(100.0)
-        timer.advance(200.0)
+        timer.advance(204.9)
         await unit.supervisor.tick()
         assert not unit.supervisor.latched
-        timer.advance(1.5)  # past 2 × 100 s + the 1 s floor
+        timer.advance(0.2)  # past 2 × 100 s + the 5 s floor
         await unit.supervisor.tick()
         assert unit.supervisor.trip is not None and unit.supervisor.trip.quantity == "eis"
 
@@ -324,7 +338,7 @@ class TestSafeStateWhenInstrumentsFail:
         unit.potentiostat.safe_error = wire_error(ConnectionLost, "keithley-2450", ":OUTP OFF")
         with pytest.raises(ConnectionLost):
             await unit.rig.safe()
-        timer.advance(3.5)
+        timer.advance(5.5)
         await unit.supervisor.tick()
         assert unit.supervisor.trip is not None
         assert unit.supervisor.unsafe_instruments == ["potentiostat"]
