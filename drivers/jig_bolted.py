@@ -54,7 +54,7 @@ class BoltedJig:
 
     async def poll(self) -> JigReading | None:
         """Read the gauge once and run the interlocks on what came back."""
-        force_n, why_not = await read_gauge(self.gauge, self.name)
+        force_n, why_not = await read_gauge(self.gauge)
         reading = self.monitor.observe(self._clock(), force_n, why_not)
         if reading is not None and self._on_reading is not None:
             self._on_reading(reading)

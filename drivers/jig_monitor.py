@@ -37,13 +37,12 @@ class JigReading:
     pressure_pa: float
 
 
-async def read_gauge(gauge: ForceGaugePort, name: str) -> tuple[float | None, str]:
-    """One reading, or None and why not: wire problems are logged and returned, not raised,
-    because a control loop must keep its cadence whatever one exchange does."""
+async def read_gauge(gauge: ForceGaugePort) -> tuple[float | None, str]:
+    """One reading, or None and why not: wire problems are returned, not raised, because a
+    control loop must keep its cadence whatever one exchange does (the monitor logs them)."""
     try:
         force_n = await gauge.read_force_n()
     except InstrumentError as error:
-        log.warning("%s: force reading failed: %s", name, error)
         return None, str(error)
     if not math.isfinite(force_n):
         return None, "the gauge returned no finite reading"
@@ -79,6 +78,8 @@ class ForceMonitor:
         if self._valid_since_s is None:
             self._valid_since_s = now_s
         if force_n is None or not math.isfinite(force_n):
+            level = logging.DEBUG if self.missing else logging.WARNING
+            log.log(level, "%s: no force reading: %s", self.alarms.jig, why_not or "no value")
             self.missing = True
             silent_s = now_s - self._valid_since_s
             if silent_s >= self.response_timeout_s:
@@ -86,6 +87,8 @@ class ForceMonitor:
                                    f"no valid force reading for {silent_s:.1f} s "
                                    f"({why_not or 'no reading'})")
             return None
+        if self.missing:
+            log.info("%s: force readings are back", self.alarms.jig)
         self.missing = False
         self._valid_since_s = now_s
         reading = JigReading(now_s, force_n, self.geometry.pressure_for_force(force_n))

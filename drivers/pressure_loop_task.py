@@ -108,6 +108,7 @@ class PressureLoop:
         self._on_reading = on_reading
         self._sent_pa: float | None = None
         self._regulator_ok_s: float | None = None
+        self._regulator_failing = False
         self._tracking = Persistence(self.settings.tracking_timeout_s)
         self._tolerance = Persistence(self.settings.tolerance_timeout_s)
         self.ticks = 0
@@ -140,7 +141,7 @@ class PressureLoop:
     async def start(self) -> None:
         """Read both instruments once and take over bumplessly from the regulator."""
         now_s = self._clock()
-        force_n, why_not = await read_gauge(self.gauge, self.name)
+        force_n, why_not = await read_gauge(self.gauge)
         reading = self._observe(now_s, force_n, why_not)
         state = await self._exchange(now_s, None)
         setpoint_pa = state.setpoint_pa if state is not None else 0.0
@@ -152,7 +153,7 @@ class PressureLoop:
         """One period: read, compute, command, check the interlocks."""
         self.ticks += 1
         now_s = self._clock()
-        force_n, why_not = await read_gauge(self.gauge, self.name)
+        force_n, why_not = await read_gauge(self.gauge)
         reading = self._observe(now_s, force_n, why_not)
         measured_pa = reading.pressure_pa if reading is not None else None
         behind, ahead = self._regulator_off()
@@ -188,12 +189,17 @@ class PressureLoop:
                 state = await self.regulator.set_pressure(command_pa)
                 self._sent_pa = command_pa
         except InstrumentError as error:
-            log.warning("%s: regulator exchange failed: %s", self.name, error)
+            level = logging.DEBUG if self._regulator_failing else logging.WARNING
+            log.log(level, "%s: regulator exchange failed: %s", self.name, error)
+            self._regulator_failing = True
             silent_s = now_s - self._regulator_ok_s
             if silent_s >= self.settings.response_timeout_s:
                 self.alarms.update(JigAlarm.REGULATOR_LOST, True, now_s,
                                    f"no answer for {silent_s:.1f} s ({error.detail})")
             return None
+        if self._regulator_failing:
+            log.info("%s: the regulator answers again", self.name)
+        self._regulator_failing = False
         self._regulator_ok_s = now_s
         self.regulator_state = state
         self.alarms.update(JigAlarm.REGULATOR_LOST, False, now_s)
