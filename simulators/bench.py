@@ -129,7 +129,7 @@ class BenchCell:
 
     def __post_init__(self) -> None:
         self.origin_s = self.clock.now_s() - self.cell.time_s
-        self._apply_environment(self.clock.now_s())
+        self.apply_environment(self.clock.now_s())
 
     # -- the source ---------------------------------------------------------------------------
     def source_current(self, current_a: float, voltage_limit_v: float | None = None) -> None:
@@ -187,7 +187,9 @@ class BenchCell:
     def _model_time(self, bench_s: float) -> float:
         return bench_s - self.origin_s
 
-    def _apply_environment(self, bench_s: float) -> None:
+    def apply_environment(self, bench_s: float) -> None:
+        """Give the cell the chamber's air temperature and the jig's stack pressure at
+        ``bench_s`` (until the next call)."""
         at = np.array([bench_s])
         temperature = float(self.chamber.true_temperature(at)[0])
         pressure = None
@@ -196,7 +198,10 @@ class BenchCell:
             pressure = float(self.jig.stack_pressure(at, swell)[0])
         self.cell.set_conditions(temperature_c=temperature, pressure_pa=pressure)
 
-    def _environment_moving(self, start_s: float, end_s: float) -> bool:
+    def environment_moving(self, start_s: float, end_s: float, swell: bool = True) -> bool:
+        """Whether the cell's temperature or stack pressure changes between the two bench
+        times by more than the steady thresholds (``swell``: a bolted jig, whose force follows
+        the cell's thickness, always counts as moving)."""
         times = np.array([start_s, end_s])
         temperatures = self.chamber.true_temperature(times)
         if abs(float(temperatures[1] - temperatures[0])) > STEADY_TEMPERATURE_K:
@@ -206,7 +211,7 @@ class BenchCell:
         if self.jig is None:
             return False
         if not self.jig.pneumatic:
-            return True
+            return swell
         pressures = self.jig.stack_pressure(times, np.zeros(2))
         return bool(np.ptp(pressures) > STEADY_PRESSURE_PA)
 
@@ -217,11 +222,11 @@ class BenchCell:
         if now <= start:
             return
         pieces = 1
-        if self._environment_moving(start, now):
+        if self.environment_moving(start, now):
             pieces = max(1, math.ceil((now - start) / self.max_piece_s))
         edges = np.linspace(start, now, pieces + 1)
         for low, high in itertools.pairwise(edges):
-            self._apply_environment(float(low))
+            self.apply_environment(float(low))
             self._run(float(high - low))
         self.chamber.advance(now)
 
