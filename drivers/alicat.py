@@ -29,12 +29,10 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Self
 
 from cellrig.drivers.jig_errors import JigRefused
 from cellrig.drivers.jig_geometry import unit_factor
-from cellrig.drivers.jig_link import LineLink, Reconnector
+from cellrig.drivers.jig_link import LineDriver, LineLink
 from cellrig.drivers.serial_link import SerialLink
 from cellrig.errors import InstrumentReported, MalformedReply
 
@@ -99,7 +97,7 @@ def parse_frame(line: str, unit_id: str, pa_per_unit: float) -> AlicatFrame:
                        tuple(numbers[2:]), frozenset(status))
 
 
-class AlicatPressureController:
+class AlicatPressureController(LineDriver):
     """One Alicat pressure controller (PC, PCD, PCR) on a serial line or terminal server.
 
     ``pressure_unit`` is the engineering unit the controller reports and takes setpoints in
@@ -115,12 +113,11 @@ class AlicatPressureController:
             raise ValueError(f"an Alicat unit ID is one letter A-Z, not {unit_id!r}")
         if not full_scale_pa > 0:
             raise ValueError("full_scale_pa must be positive")
-        self.link = link
+        super().__init__(link, clock=clock)
         self.unit_id = unit_id
         self.pa_per_unit = pascals_per_unit(pressure_unit)
         self.full_scale_pa = full_scale_pa
         self.setpoint_decimals = setpoint_decimals
-        self._reconnector = Reconnector(link, clock=clock)
 
     @classmethod
     def serial(cls, url: str, *, name: str = "alicat", baudrate: int = 19200,
@@ -132,14 +129,6 @@ class AlicatPressureController:
                           read_terminator=b"\r", timeout_s=timeout_s)
         return cls(link, unit_id=unit_id, pressure_unit=pressure_unit,
                    full_scale_pa=full_scale_pa, clock=clock)
-
-    async def __aenter__(self) -> Self:
-        await self.link.open()
-        return self
-
-    async def __aexit__(self, exc_type: type[BaseException] | None,
-                        exc: BaseException | None, tb: TracebackType | None) -> None:
-        await self.link.close()
 
     # -- commands -----------------------------------------------------------------------------
 
@@ -157,10 +146,9 @@ class AlicatPressureController:
         frame = await self._frame(command)
         resolution = 0.5 * 10.0 ** -self.setpoint_decimals + 1e-9
         if abs(frame.setpoint_pa / self.pa_per_unit - value) > resolution:
-            raise InstrumentReported(
-                f"setpoint not accepted: the frame shows {frame.setpoint_pa:.0f} Pa "
-                "(is the setpoint source set to serial?)",
-                instrument=self.link.instrument, address=self.link.url, command=command)
+            raise self._error(
+                InstrumentReported, f"setpoint not accepted: the frame shows "
+                f"{frame.setpoint_pa:.0f} Pa (is the setpoint source set to serial?)", command)
         return frame
 
     async def hold_valves(self) -> AlicatFrame:
@@ -187,14 +175,11 @@ class AlicatPressureController:
     # -- internals ----------------------------------------------------------------------------
 
     async def _query(self, command: str) -> str:
-        await self._reconnector.ensure_open(command)
-        reply = await self.link.query(command)
-        stripped = reply.strip()
-        if stripped == "?" or stripped.upper() == f"{self.unit_id} ?":
-            raise InstrumentReported("the controller refused the command ('?')",
-                                     instrument=self.link.instrument, address=self.link.url,
-                                     command=command)
-        return stripped
+        reply = await self._exchange(command)
+        if reply == "?" or reply.upper() == f"{self.unit_id} ?":
+            raise self._error(InstrumentReported, "the controller refused the command ('?')",
+                              command)
+        return reply
 
     async def _frame(self, command: str) -> AlicatFrame:
         reply = await self._query(command)
@@ -203,6 +188,5 @@ class AlicatPressureController:
         except ValueError as error:
             log.warning("%s at %s: bad data frame %r: %s", self.link.instrument, self.link.url,
                         reply, error)
-            raise MalformedReply(f"not a data frame: {reply!r} ({error})",
-                                 instrument=self.link.instrument, address=self.link.url,
-                                 command=command) from error
+            raise self._error(MalformedReply, f"not a data frame: {reply!r} ({error})",
+                              command) from error

@@ -17,12 +17,15 @@ import logging
 import random
 import time
 from collections.abc import Callable, Iterator
-from typing import Protocol
+from types import TracebackType
+from typing import Protocol, Self, TypeVar
 
 from cellrig.drivers.backoff import Backoff
-from cellrig.errors import ConnectionLost, InstrumentTimeout
+from cellrig.errors import ConnectionLost, InstrumentError, InstrumentTimeout
 
 log = logging.getLogger(__name__)
+
+_E = TypeVar("_E", bound=InstrumentError)
 
 
 class LineLink(Protocol):
@@ -94,6 +97,32 @@ class Reconnector:
         self.failures = 0
         self._delays = None
         self._next_attempt_s = -float("inf")
+
+
+class LineDriver:
+    """What the jig's line-protocol drivers share: the link as an ``async with`` resource,
+    reconnecting before an exchange, and errors naming instrument, address and command."""
+
+    def __init__(self, link: LineLink, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.link = link
+        self._reconnector = Reconnector(link, clock=clock)
+
+    async def __aenter__(self) -> Self:
+        await self.link.open()
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        await self.link.close()
+
+    async def _exchange(self, command: str) -> str:
+        """Send one command (reopening a dropped link first) and return the reply, stripped."""
+        await self._reconnector.ensure_open(command)
+        return (await self.link.query(command)).strip()
+
+    def _error(self, kind: type[_E], message: str, command: str) -> _E:
+        return kind(message, instrument=self.link.instrument, address=self.link.url,
+                    command=command)
 
 
 class ScriptedLink:

@@ -25,10 +25,8 @@ import math
 import re
 import time
 from collections.abc import Callable
-from types import TracebackType
-from typing import Self
 
-from cellrig.drivers.jig_link import LineLink, Reconnector
+from cellrig.drivers.jig_link import LineDriver, LineLink
 from cellrig.drivers.ports import Identity
 from cellrig.drivers.serial_link import SerialLink
 from cellrig.errors import InstrumentReported, MalformedReply
@@ -67,7 +65,7 @@ def parse_reading(line: str, bare_unit: str | None = None) -> float:
     return float(match.group(1)) * factor
 
 
-class Mark10ForceGauge:
+class Mark10ForceGauge(LineDriver):
     """One Mark-10 gauge or indicator; readings in newtons, compression positive."""
 
     def __init__(self, link: LineLink, *, compression_positive: bool = True,
@@ -76,10 +74,9 @@ class Mark10ForceGauge:
         if bare_unit is not None and bare_unit.lower() not in NEWTONS_PER_UNIT:
             raise ValueError(f"{bare_unit!r} is not a Mark-10 force unit "
                              f"({', '.join(sorted(NEWTONS_PER_UNIT))})")
-        self.link = link
+        super().__init__(link, clock=clock)
         self.compression_sign = 1.0 if compression_positive else -1.0
         self.bare_unit = bare_unit
-        self._reconnector = Reconnector(link, clock=clock)
 
     @classmethod
     def serial(cls, url: str, *, name: str = "mark10", baudrate: int = 115200,
@@ -92,14 +89,6 @@ class Mark10ForceGauge:
                           read_terminator=b"\r\n", timeout_s=timeout_s)
         return cls(link, compression_positive=compression_positive, bare_unit=bare_unit,
                    clock=clock)
-
-    async def __aenter__(self) -> Self:
-        await self.link.open()
-        return self
-
-    async def __aexit__(self, exc_type: type[BaseException] | None,
-                        exc: BaseException | None, tb: TracebackType | None) -> None:
-        await self.link.close()
 
     # -- readings -----------------------------------------------------------------------------
 
@@ -125,8 +114,7 @@ class Mark10ForceGauge:
     # -- internals ----------------------------------------------------------------------------
 
     async def _query(self, command: str) -> str:
-        await self._reconnector.ensure_open(command)
-        reply = (await self.link.query(command)).strip()
+        reply = await self._exchange(command)
         error = _ERROR_RE.match(reply)
         if error is not None:
             code = int(error.group(1))
@@ -143,11 +131,8 @@ class Mark10ForceGauge:
         except ValueError as error:
             log.warning("%s at %s: bad reading %r: %s", self.link.instrument, self.link.url,
                         reply, error)
-            raise MalformedReply(f"not a force reading: {reply!r} ({error})",
-                                 instrument=self.link.instrument, address=self.link.url,
-                                 command=command) from error
+            raise self._error(MalformedReply, f"not a force reading: {reply!r} ({error})",
+                              command) from error
         if not math.isfinite(value_n):
-            raise MalformedReply(f"not a finite reading: {reply!r}",
-                                 instrument=self.link.instrument, address=self.link.url,
-                                 command=command)
+            raise self._error(MalformedReply, f"not a finite reading: {reply!r}", command)
         return self.compression_sign * value_n

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -89,9 +90,9 @@ class AlicatEmulator:
         self.received.append(text)
         if self.faults.refuse > 0:
             self.faults.refuse -= 1
-            await self._send(session, "?")
+            await send_reply(session, self.server, self.faults, "?")
             return
-        await self._send(session, self._answer(text[1:].strip().upper()))
+        await send_reply(session, self.server, self.faults, self._answer(text[1:].strip().upper()))
 
     def _answer(self, command: str) -> str:
         if command == "":
@@ -141,12 +142,20 @@ class AlicatEmulator:
             columns.append("POV")
         return " ".join(columns)
 
-    async def _send(self, session: LineSession, reply: str) -> None:
-        if self.faults.drop_mid_reply > 0:
-            self.faults.drop_mid_reply -= 1
-            await drop_mid_reply(session, self.server, reply)
-            return
-        await session.send_line(reply)
+class DropFaults(Protocol):
+    """Faults that can cut a reply half way."""
+
+    drop_mid_reply: int
+
+
+async def send_reply(session: LineSession, server: LineServer | None, faults: DropFaults,
+                     reply: str) -> None:
+    """Send a reply line, or cut it half way while ``faults.drop_mid_reply`` counts down."""
+    if faults.drop_mid_reply > 0:
+        faults.drop_mid_reply -= 1
+        await drop_mid_reply(session, server, reply)
+        return
+    await session.send_line(reply)
 
 
 async def drop_mid_reply(session: LineSession, server: LineServer | None, reply: str) -> None:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cellrig.simulators.alicat_emulator import drop_mid_reply
+from cellrig.simulators.alicat_emulator import send_reply
 from cellrig.simulators.bench import BenchCell
 from cellrig.simulators.jig import Jig
 from cellrig.simulators.line_server import LineServer, LineSession, WireFaults
@@ -95,9 +95,9 @@ class Mark10Emulator:
         self.received.append(command)
         if self.faults.errors > 0:
             self.faults.errors -= 1
-            await self._send(session, f"*{self.faults.error_code}")
+            await send_reply(session, self.server, self.faults, f"*{self.faults.error_code}")
             return
-        await self._send(session, self._answer(command))
+        await send_reply(session, self.server, self.faults, self._answer(command))
 
     def _answer(self, command: str) -> str:
         if command in self.identity:
@@ -118,10 +118,3 @@ class Mark10Emulator:
     def _reading(self, force_n: float) -> str:
         value = self.polarity * force_n / NEWTONS_PER_UNIT[self.unit]
         return f"{value:.{self.decimals}f} {self.unit}"
-
-    async def _send(self, session: LineSession, reply: str) -> None:
-        if self.faults.drop_mid_reply > 0:
-            self.faults.drop_mid_reply -= 1
-            await drop_mid_reply(session, self.server, reply)
-            return
-        await session.send_line(reply)

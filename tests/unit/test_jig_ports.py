@@ -4,6 +4,7 @@ bench's virtual clock with the jig model behind the model regulator and gauge.""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ import pytest
 from cellrig.drivers.jig_bolted import BoltedJig
 from cellrig.drivers.jig_errors import JigRefused
 from cellrig.drivers.jig_geometry import JigGeometry
-from cellrig.drivers.jig_monitor import JigReading
+from cellrig.drivers.jig_monitor import ForceGaugePort, JigReading
 from cellrig.drivers.jig_pneumatic import PneumaticJig
 from cellrig.drivers.pressure_loop_alarms import AlarmEvent, JigAlarm
 from cellrig.errors import InstrumentTimeout
@@ -38,21 +39,40 @@ class Swelling:
         self.swell_m = 0.0
 
 
-async def test_pneumatic_jig_sets_holds_and_records() -> None:
+@dataclass
+class Pneumatic:
+    """A pneumatic jig on the jig model, with what it reports."""
+
+    clock: BenchClock
+    gauge: ModelForceGauge
+    jig: PneumaticJig
+    readings: list[JigReading] = field(default_factory=list)
+    events: list[AlarmEvent] = field(default_factory=list)
+
+
+def pneumatic(start_pa: float, gauge: ForceGaugePort | None = None) -> Pneumatic:
     clock = BenchClock()
-    model = pneumatic_jig(PARAMS, 1e6)
+    model = pneumatic_jig(PARAMS, start_pa)
     geometry = JigGeometry(cell_area_m2=AREA_M2, piston_area_m2=model.piston_area_m2,
                            max_force_n=100e3)
-    readings: list[JigReading] = []
-    gauge = ModelForceGauge(
+    model_gauge = ModelForceGauge(
         lambda: float(model.measure_force(np.array([clock.now_s()]), np.zeros(1))[0]))
-    jig = PneumaticJig("jig-1", geometry, ModelRegulator(model, clock.now_s), gauge,
-                       clock=clock.now_s, sleep=clock.sleep, on_reading=readings.append)
+    readings: list[JigReading] = []
+    events: list[AlarmEvent] = []
+    jig = PneumaticJig("jig-1", geometry, ModelRegulator(model, clock.now_s),
+                       gauge or model_gauge, clock=clock.now_s, sleep=clock.sleep,
+                       on_reading=readings.append, on_event=events.append)
+    return Pneumatic(clock, model_gauge, jig, readings, events)
+
+
+async def test_pneumatic_jig_sets_holds_and_records() -> None:
+    made = pneumatic(1e6)
+    jig = made.jig
     assert jig.kind is JigKind.CONTROLLED
     assert jig.max_pressure_pa == pytest.approx(100e3 / AREA_M2)
     async with jig:
         await jig.set_pressure(3e6)
-        await until(clock, 60.0)
+        await until(made.clock, 60.0)
         assert await jig.read_pressure() == pytest.approx(3e6, rel=0.02)
         assert await jig.alarms() == []
         with pytest.raises(JigRefused):
@@ -60,61 +80,43 @@ async def test_pneumatic_jig_sets_holds_and_records() -> None:
         task = jig._owner.task
         assert task is not None and task.get_name() == "jig-1.pressure-loop"
     assert task.cancelled()
-    assert len(readings) >= 59 and readings[-1].pressure_pa == pytest.approx(3e6, rel=0.02)
+    assert len(made.readings) >= 59
+    assert made.readings[-1].pressure_pa == pytest.approx(3e6, rel=0.02)
 
 
 async def test_pneumatic_jig_alarm_events_reach_the_station() -> None:
-    clock = BenchClock()
-    model = pneumatic_jig(PARAMS, 2e6)
-    geometry = JigGeometry(cell_area_m2=AREA_M2, piston_area_m2=model.piston_area_m2,
-                           max_force_n=100e3)
-    events: list[AlarmEvent] = []
-    gauge = ModelForceGauge(
-        lambda: float(model.measure_force(np.array([clock.now_s()]), np.zeros(1))[0]))
-    jig = PneumaticJig("jig-1", geometry, ModelRegulator(model, clock.now_s), gauge,
-                       clock=clock.now_s, sleep=clock.sleep, on_event=events.append)
-    async with jig:
-        await jig.set_pressure(2e6)
-        await until(clock, 10.0)
-        gauge.failing = True
-        await until(clock, 30.0)
-        assert any(message.startswith("gauge lost") for message in await jig.alarms())
+    made = pneumatic(2e6)
+    async with made.jig:
+        await made.jig.set_pressure(2e6)
+        await until(made.clock, 10.0)
+        made.gauge.failing = True
+        await until(made.clock, 30.0)
+        assert any(message.startswith("gauge lost") for message in await made.jig.alarms())
         with pytest.raises(InstrumentTimeout):
-            await jig.read_pressure()              # stale: asks the gauge, which is silent
-    assert [(e.alarm, e.active) for e in events] == [(JigAlarm.GAUGE_LOST, True)]
+            await made.jig.read_pressure()         # stale: asks the gauge, which is silent
+    assert [(e.alarm, e.active) for e in made.events] == [(JigAlarm.GAUGE_LOST, True)]
 
 
 async def test_pneumatic_jig_reports_a_crashed_loop() -> None:
-    clock = BenchClock()
-    model = pneumatic_jig(PARAMS, 2e6)
-    geometry = JigGeometry(cell_area_m2=AREA_M2, piston_area_m2=model.piston_area_m2,
-                           max_force_n=100e3)
-
     class BrokenGauge:
         async def read_force_n(self) -> float:
             raise ZeroDivisionError("a bug, not a wire problem")
 
-    jig = PneumaticJig("jig-1", geometry, ModelRegulator(model, clock.now_s), BrokenGauge(),
-                       clock=clock.now_s, sleep=clock.sleep)
-    async with jig:
+    made = pneumatic(2e6, BrokenGauge())
+    async with made.jig:
         await asyncio.sleep(0)
         await asyncio.sleep(0)
-        assert any(message.startswith("loop stopped") for message in await jig.alarms())
+        assert any(message.startswith("loop stopped") for message in await made.jig.alarms())
 
 
-async def test_pneumatic_jig_is_not_reentrant() -> None:
-    clock = BenchClock()
-    model = pneumatic_jig(PARAMS, 2e6)
-    geometry = JigGeometry(cell_area_m2=AREA_M2, piston_area_m2=model.piston_area_m2,
-                           max_force_n=100e3)
-    gauge = ModelForceGauge(lambda: 18_656.0)
-    jig = PneumaticJig("jig-1", geometry, ModelRegulator(model, clock.now_s), gauge,
-                       clock=clock.now_s, sleep=clock.sleep)
-    async with jig:
+async def test_pneumatic_jig_is_not_reentrant_but_reusable() -> None:
+    made = pneumatic(2e6)
+    async with made.jig:
         with pytest.raises(RuntimeError, match="not reentrant"):
-            await jig.__aenter__()
-    async with jig:                                  # but reusable
-        await until(clock, 3.0)
+            await made.jig.__aenter__()
+    async with made.jig:
+        await until(made.clock, 4.0)
+    assert made.readings[-1].time_s >= 3.0
 
 
 def test_pneumatic_jig_needs_a_piston() -> None:
