@@ -189,6 +189,7 @@ class _Parser:
 
     def part(self, in_parallel: bool) -> Element | Parallel:
         if self.text.startswith("p(", self.at):
+            opened = self.at
             self.at += 2
             branches = [self.series(in_parallel=True)]
             while self.text.startswith(",", self.at):
@@ -198,6 +199,7 @@ class _Parser:
                 self.fail("',' or ')'")
             self.at += 1
             if len(branches) < 2:
+                self.at = opened
                 self.fail("at least two branches in p(…)")
             return Parallel(tuple(branches))
         match = _ELEMENT.match(self.text, self.at)

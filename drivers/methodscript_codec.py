@@ -100,8 +100,8 @@ def error_text(code: int) -> str:
 
 def si_literal(value: float) -> str:
     """A MethodSCRIPT literal for ``value``: an integer with the coarsest SI prefix that holds
-    it exactly, or else the finest that keeps the integer within 2²⁷ (at least seven
-    significant digits). ``si_literal(4.25) == "4250m"``, ``si_literal(0.0) == "0"``."""
+    it exactly, or else the finest that keeps the integer within 2²⁷ (six significant digits
+    at worst, 7.5e-6 relative). ``si_literal(4.25) == "4250m"``, ``si_literal(0.0) == "0"``."""
     if not math.isfinite(value):
         raise ValueError(f"{value!r} cannot be written as a MethodSCRIPT literal")
     if value == 0:
@@ -157,7 +157,8 @@ class Packet:
 
 def encode_value(value: float) -> str:
     """A packet value field: seven hex digits (value + 2²⁷ in the finest prefix that fits) and
-    the prefix character; NaN is ``"     nan"``."""
+    the prefix character; NaN is ``"     nan"``. The resolution is 7.5e-6 relative at worst
+    (just past a prefix step), as on the device."""
     if math.isnan(value):
         return _NAN_FIELD
     if math.isinf(value):
