@@ -14,7 +14,8 @@ dropped.
 
 Commands: ``A`` (poll), ``AS<value>`` / ``AS <value>`` (setpoint, engineering units),
 ``AHP`` / ``AHC`` (hold valves in place / closed), ``AC`` (cancel hold), ``AVE``
-(firmware). Anything else is answered ``?``; lines for other unit IDs get no answer.
+(firmware). Anything else, and a setpoint outside 0 to 102 % of full scale, is answered
+``?``; lines for other unit IDs get no answer.
 """
 
 from __future__ import annotations
