@@ -4,8 +4,8 @@
 talks to this object exactly as to :class:`cellrig.drivers.alicat.AlicatPressureController`
 (``poll``, ``set_pressure``, ``full_scale_pa``), and it sets and reads the jig model's
 regulator at the bench's present time. The setpoint it reports is the one commanded, as a
-controller's is, even where the jig cannot reach it (supply limit, leak). ``failing`` makes every exchange time out, as a
-controller that stopped answering.
+controller's is, even where the jig cannot reach it (supply limit, leak). ``failing`` makes
+every exchange time out, as a controller that stopped answering.
 """
 
 from __future__ import annotations
