@@ -17,8 +17,10 @@ puts them behind the engine's :class:`~cellrig.protocols.rig.Rig` port:
   analyser must not see a driven cell), runs the sweep, and returns the spectrum stamped with
   the potentiostat's time at the sweep's end, the clock the engine's test time runs on.
 
-Once the tap refuses (the supervisor tripped and latched the channel safe), the rig takes no
-source command but output off, reads nothing and sets nothing, raising :class:`ChannelTripped`.
+A block in which the tap trips the channel reaches the engine up to and including the tripping
+reading (so the sample that shows the breach is stored) and without ``done``. From then on the
+tap refuses (the supervisor latched the channel safe): the rig takes no source command but
+output off, reads nothing and sets nothing, raising :class:`ChannelTripped`.
 """
 
 from __future__ import annotations
@@ -65,8 +67,9 @@ class ChannelTap(Protocol):
         """The potentiostat's output is off: no readings expected."""
         ...
 
-    async def readings(self, block: Block) -> None:
-        """A block read from the potentiostat, before the engine sees it."""
+    async def readings(self, block: Block) -> float | None:
+        """A block read from the potentiostat, before the engine sees it; returns the time of
+        the reading at which it tripped the channel, if it did."""
         ...
 
     def sweep_started(self, nominal_s: float) -> None:
@@ -142,7 +145,9 @@ class ChannelRig:
         self._check_allowed()
         block = await self.potentiostat.read()
         if self.tap is not None:
-            await self.tap.readings(block)
+            tripped_at_s = await self.tap.readings(block)
+            if tripped_at_s is not None:
+                block = _cut(block, tripped_at_s)
         return self._with_environment(block)
 
     def _with_environment(self, block: Block) -> Block:
@@ -224,6 +229,18 @@ class ChannelRig:
         if self.jig is not None:
             actions.append(SafeAction(self.jig.name, self.jig.hold))
         return actions
+
+
+def _cut(block: Block, last_time_s: float) -> Block:
+    """The readings up to and including ``last_time_s``: what came after a trip is not the
+    job's (the output went off there), and the engine's next read fails on the latch."""
+    keep = block.time_s <= last_time_s
+
+    def part(column: FloatArray | None) -> FloatArray | None:
+        return None if column is None else column[keep]
+
+    return Block(block.time_s[keep], block.voltage_v[keep], block.current_a[keep],
+                 part(block.temperature_c), part(block.pressure_pa), done=False)
 
 
 def _fill(column: FloatArray | None, value: float, length: int) -> FloatArray:

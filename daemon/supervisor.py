@@ -253,10 +253,11 @@ class ChannelSupervisor:
         self._sweeping = False
         self._engaged_changed()
 
-    async def readings(self, block: Block) -> None:
-        """Voltage and current of every reading against their limits."""
+    async def readings(self, block: Block) -> float | None:
+        """Voltage and current of every reading against their limits; the time of the
+        reading that tripped the channel, if one did."""
         if len(block) == 0:
-            return
+            return None
         self.watchdogs[POTENTIOSTAT].feed(self.timer.now_s())
         findings: list[Finding] = []
         monitor = self.monitors.get(Quantity.VOLTAGE)
@@ -265,7 +266,10 @@ class ChannelSupervisor:
         monitor = self.monitors.get(Quantity.CURRENT)
         if monitor is not None:
             findings += monitor.observe(block.time_s, np.abs(block.current_a))
-        await self._handle(findings)
+        if self.trip is not None:
+            return None  # latched by another trip meanwhile: nothing new to act on
+        findings.sort(key=lambda finding: finding.time_s)  # voltage and current interleaved
+        return await self._handle(findings)
 
     # -- the environment poller's listener ----------------------------------------------------
     async def environment_reading(self, source: EnvironmentInstrument, reading: Stamped) -> None:
@@ -295,7 +299,9 @@ class ChannelSupervisor:
             else:
                 watchdog.disarm()
 
-    async def _handle(self, findings: Sequence[Finding]) -> None:
+    async def _handle(self, findings: Sequence[Finding]) -> float | None:
+        """Warnings as events; the first trip (in reading order) trips the channel and ends
+        the findings. Returns the tripping reading's time."""
         for finding in findings:
             if finding.level is Level.WARNING:
                 self._emit(SafetyEventKind.WARNING, finding.quantity.value, finding.value,
@@ -303,6 +309,8 @@ class ChannelSupervisor:
             else:
                 await self._trip(SafetyEventKind.LIMIT, finding.quantity.value, finding.value,
                                  finding.limit, finding.message, finding.time_s)
+                return finding.time_s
+        return None
 
     async def _trip(self, kind: SafetyEventKind, quantity: str, value: float, limit: float,
                     message: str, reading_time_s: float | None = None) -> None:

@@ -175,6 +175,30 @@ class TestTrip:
             SafetyEventKind.LIMIT, "temperature", 71.5, 70.0)
         assert unit.potentiostat.safe_calls == 1
 
+    async def test_the_block_reaches_the_engine_up_to_the_tripping_reading(self) -> None:
+        timer = VirtualTimer()
+        unit = watched(timer, hard=Limits(voltage_v=Limit(2.5, 4.3)),
+                       potentiostat=FakePotentiostat(block_size=6,
+                                                     script=[4.1, 4.2, 4.25, 4.35, 4.4, 4.5]))
+        await unit.rig.apply(CHARGE)
+        block = await unit.rig.read()
+        assert list(block.time_s) == [1.0, 2.0, 3.0, 4.0]
+        assert list(block.voltage_v) == [4.1, 4.2, 4.25, 4.35] and not block.done
+        assert block.temperature_c is not None and len(block.temperature_c) == 4
+        with pytest.raises(ChannelTripped):
+            await unit.rig.read()
+
+    async def test_the_earliest_trip_of_voltage_and_current_wins(self) -> None:
+        timer = VirtualTimer()
+        unit = watched(timer, hard=Limits(voltage_v=Limit(2.5, 4.3, 2.6, 4.2),
+                                          current_a=Limit(None, 0.4)),
+                       potentiostat=FakePotentiostat(block_size=4,
+                                                     script=[4.0, 4.25, 4.35, 4.4]))
+        await unit.rig.apply(Command(Mode.CURRENT, current_a=0.5))  # past 0.4 A from the start
+        block = await unit.rig.read()
+        assert len(block) == 1
+        assert kinds(unit.events) == [(SafetyEventKind.LIMIT, "current")]
+
     async def test_a_block_of_many_readings_trips_on_the_first_one_beyond(self) -> None:
         timer = VirtualTimer()
         unit = watched(timer, hard=Limits(current_a=Limit(None, 1.0)),
