@@ -6,8 +6,8 @@ problems never escape a tick: a missing reading holds the output at once and rai
 ``GAUGE_LOST`` once it lasts the response timeout; a regulator that does not answer raises
 ``REGULATOR_LOST`` the same way, and the unsent setpoint goes out on the next tick. A force
 above the jig's maximum or a pressure above the ceiling trips the raise inhibit: from then on
-the loop may lower the regulator but never raise it, until a new setpoint is given (the trip
-latches, so the loop does not creep back up against the limit). Time
+the loop may lower the regulator but never raise it, until a different setpoint is given
+(the trip latches, so the loop does not creep back up against the limit). Time
 comes from an injected clock and sleep, so the loop runs on the bench's virtual clock in
 tests and simulations exactly as on the wall clock.
 """
@@ -113,16 +113,20 @@ class PressureLoop:
         self._tolerance = Persistence(self.settings.tolerance_timeout_s)
         self.ticks = 0
         self.raise_inhibited = False
-        """latched by an over-force or over-pressure trip; a new setpoint releases it"""
+        """latched by an over-force or over-pressure trip; a different setpoint releases it"""
         self._was_over_limit = False
 
     # -- settings from the station and the engine ---------------------------------------------
 
     def set_target(self, pressure_pa: float) -> None:
-        """A new stack-pressure setpoint (refused above the ceiling)."""
+        """A new stack-pressure setpoint (refused above the ceiling). A setpoint other than
+        the present one releases the raise inhibit; the same one sent again (a safe state
+        re-asserting its setpoint) does not."""
+        changed = pressure_pa != self.controller.target_pa
         self.controller.set_target(pressure_pa)
-        self._tolerance.reset()
-        self.raise_inhibited = False
+        if changed:
+            self._tolerance.reset()
+            self.raise_inhibited = False
 
     def set_ceiling(self, ceiling_pa: float) -> None:
         """The protocol's pressure limit (the loop never commands above it)."""

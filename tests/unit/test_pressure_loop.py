@@ -253,9 +253,11 @@ async def test_over_force_alarms_and_never_raises_the_regulator() -> None:
     assert not made.loop.alarms.is_active(JigAlarm.OVER_FORCE)
     assert made.loop.raise_inhibited                   # latched: no creeping back up
     assert np.diff(np.array(made.commands_pa[30:])).max() <= 0.0
-    made.loop.set_target(2e6)                          # a new setpoint releases it
+    made.loop.set_target(2e6)                          # the same setpoint sent again
+    assert made.loop.raise_inhibited
+    made.loop.set_target(1.9e6)                        # a different one releases it
     await made.run(60.0)
-    assert made.true_pa[-1] == pytest.approx(2e6, rel=0.02)
+    assert made.true_pa[-1] == pytest.approx(1.9e6, rel=0.02)
 
 
 async def test_regulator_lost_alarms_and_resends_when_back() -> None:
