@@ -93,11 +93,13 @@ class Keithley2450Emulator:
         self.epoch_unix_s = time.time() - self.clock.now_s()
         self.errors = ErrorQueue()
         self.commands_received = 0
+        self._drive_pending = False
         self._loop_task: asyncio.Task[None] | None = None
         self.table = CommandTable()
         self.common_only = CommandTable()
         register_commands(self, self.table, self.common_only)
         self.reset_settings()
+        self.settle()
 
     # -- settings ---------------------------------------------------------------------------
 
@@ -136,6 +138,7 @@ class Keithley2450Emulator:
     @property
     def in_compliance(self) -> bool:
         """Whether the source is clamped by its limit now (output on)."""
+        self.settle()
         return self.output_on and self.cell.in_compliance
 
     def current_range_a(self) -> float:
@@ -145,7 +148,17 @@ class Keithley2450Emulator:
         return next((r for r in CURRENT_RANGES_A if present <= r * 1.05), CURRENT_RANGES_A[-1])
 
     def drive(self) -> None:
-        """Put the bench cell under what the output does now."""
+        """The output changed: the bench cell follows when the message is done (or before a
+        measurement in it), so a message of several settings changes the cell once."""
+        self._drive_pending = True
+
+    def settle(self) -> None:
+        """Put the bench cell under what the output does now, if that changed."""
+        if self._drive_pending:
+            self._drive_pending = False
+            self._drive_cell()
+
+    def _drive_cell(self) -> None:
         cell = self.cell
         function = self.source_function
         if not self.output_on:
@@ -176,6 +189,7 @@ class Keithley2450Emulator:
 
     async def measure(self) -> Reading:
         """Integrate, then read the bench cell."""
+        self.settle()
         await self.clock.sleep(self.measure_time_s())
         sample = self.cell.measure()
         function = self.source_function
@@ -191,8 +205,10 @@ class Keithley2450Emulator:
     # -- trigger model ------------------------------------------------------------------------
 
     def start_trigger_model(self) -> None:
-        """``:INITiate``: run the loaded template as a task of the emulator."""
-        self.trigger.state = "RUNNING"
+        """``:INITiate``: the template's first block (the buffer clear) at once, the rest as a
+        task of the emulator."""
+        self.buffers[self.trigger.buffer].clear()
+        self.trigger.state, self.trigger.block = "RUNNING", 1
         self._loop_task = asyncio.get_running_loop().create_task(
             self._run_trigger_model(self.trigger), name=f"keithley{self.rating.model}.trigger")
 
@@ -214,8 +230,6 @@ class Keithley2450Emulator:
 
     async def _run_trigger_model(self, model: TriggerModel) -> None:
         buffer = self.buffers[model.buffer]
-        buffer.clear()
-        model.block = 1
         if model.template == "DurationLoop":
             self.output_on = True
             self.drive()
@@ -271,9 +285,12 @@ class Keithley2450Emulator:
     async def execute(self, message: str) -> str | None:
         """Run one program message; the reply line, or None when it has no query to answer."""
         self.commands_received += 1
-        if self.language != "SCPI":
-            return await self.common_only.execute(message, self._tsp_error)
-        return await self.table.execute(message, self.log_error)
+        try:
+            if self.language != "SCPI":
+                return await self.common_only.execute(message, self._tsp_error)
+            return await self.table.execute(message, self.log_error)
+        finally:
+            self.settle()
 
     def _tsp_error(self, error: ScpiError) -> None:
         self.errors.push(TSP_SYNTAX_ERROR[0], TSP_SYNTAX_ERROR[1], self.clock.now_s())
