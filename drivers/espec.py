@@ -99,11 +99,13 @@ class EspecChamber:
                     baudrate: int = 9600, timeout_s: float = 2.0,
                     rs485_address: int | None = None,
                     alarm_names: Mapping[int, str] | None = None,
-                    clock: Clock = time.monotonic) -> EspecChamber:
+                    clock: Clock = time.monotonic,
+                    backoff: Backoff | None = None) -> EspecChamber:
         """A driver on its own :class:`SerialLink` (device path or ``socket://`` URL)."""
         link = SerialLink(url, instrument=instrument, baudrate=baudrate, timeout_s=timeout_s)
         return cls(link, temperature_range_c=temperature_range_c, channels=channels,
-                   rs485_address=rs485_address, alarm_names=alarm_names, clock=clock)
+                   rs485_address=rs485_address, alarm_names=alarm_names, clock=clock,
+                   backoff=backoff)
 
     # -- lifetime ---------------------------------------------------------------------------
 
@@ -209,7 +211,11 @@ class EspecChamber:
         if not self.link.is_open:
             log.info("%s at %s: reconnecting before %r", self.link.instrument, self.link.url,
                      command)
-            await self.link.reopen(self.backoff, attempts=self.reconnect_attempts)
+            try:
+                await self.link.reopen(self.backoff, attempts=self.reconnect_attempts)
+            except ConnectionLost as error:
+                raise ConnectionLost(error.detail, instrument=self.link.instrument,
+                                     address=self.link.url, command=command) from error
         try:
             reply = await self.link.query(wire.addressed(command, self.rs485_address))
         except ConnectionLost:

@@ -28,6 +28,7 @@ from typing import Protocol, Self
 from cellrig.errors import InstrumentReported, MalformedReply
 
 from . import watlow_registers as reg
+from .backoff import Backoff
 from .chamber_common import ChamberMode, Clock, check_setpoint, controller_range
 from .chamber_stability import StabilityWatch
 from .ports import ChamberPort
@@ -91,10 +92,10 @@ class WatlowF4T:
                  channels: tuple[str, ...] = (), device_id: int = 1, timeout_s: float = 1.0,
                  loop: int = 1, alarms: tuple[int, ...] = (1, 2),
                  word_order: WordOrder = WordOrder.LOW_HIGH, clock: Clock = time.monotonic,
-                 instrument: str = "watlow-f4t") -> WatlowF4T:
+                 instrument: str = "watlow-f4t", backoff: Backoff | None = None) -> WatlowF4T:
         """A driver on its own :class:`ModbusLink`."""
         link = ModbusLink(host, port, instrument=instrument, device_id=device_id,
-                          timeout_s=timeout_s)
+                          timeout_s=timeout_s, backoff=backoff)
         return cls(link, temperature_range_c=temperature_range_c, channels=channels, loop=loop,
                    alarms=alarms, word_order=word_order, clock=clock)
 

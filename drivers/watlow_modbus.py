@@ -141,7 +141,10 @@ class ModbusLink:
         async with self.lock:
             if not self.is_open:
                 log.info("%s at %s: connecting before %r", self.instrument, self.url, command)
-                await self.reopen()
+                try:
+                    await self.reopen()
+                except ConnectionLost as error:
+                    raise self._error(ConnectionLost, error.detail, command) from error
             client = self._client
             assert client is not None
             self._received_bytes = 0

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
+from cellrig.drivers.backoff import Backoff
 from cellrig.drivers.chamber_common import ChamberMode, SetpointRefused
 from cellrig.drivers.espec import EspecChamber
 from cellrig.errors import ConnectionLost, InstrumentReported, InstrumentTimeout, MalformedReply
@@ -39,7 +40,8 @@ class Rig:
     def driver(self, timeout_s: float = 1.0) -> EspecChamber:
         return EspecChamber.over_serial(
             self.url, temperature_range_c=(-40.0, 180.0), channels=("cell-1", "cell-2"),
-            alarm_names=ALARM_TEXTS, clock=self.bench.clock.now_s, timeout_s=timeout_s)
+            alarm_names=ALARM_TEXTS, clock=self.bench.clock.now_s, timeout_s=timeout_s,
+            backoff=Backoff(initial_s=0.01, max_s=0.02))
 
 
 async def serve(bench: Bench, transport: str) -> Rig:
@@ -141,6 +143,17 @@ async def test_dropped_connection_raises_and_the_next_command_reconnects() -> No
             assert await chamber.alarms() == []
     finally:
         await rig.server.close()
+
+
+async def test_chamber_gone_for_good_names_the_command() -> None:
+    rig = await serve(Bench.default(BenchClock()), "tcp")
+    async with rig.driver() as chamber:
+        await rig.server.close()
+        with pytest.raises(ConnectionLost):
+            await chamber.read_temperature()
+        with pytest.raises(ConnectionLost, match="cannot open") as caught:
+            await chamber.mode()
+        assert caught.value.command == "MODE?"
 
 
 async def test_stable_on_an_accelerated_clock() -> None:

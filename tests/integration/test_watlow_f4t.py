@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from cellrig.drivers import watlow_registers as reg
+from cellrig.drivers.backoff import Backoff
 from cellrig.drivers.chamber_common import ChamberMode, SetpointRefused
 from cellrig.drivers.watlow_f4t import WatlowF4T
 from cellrig.drivers.watlow_registers import WordOrder
@@ -46,7 +47,7 @@ class Rig:
         return WatlowF4T.over_tcp(
             "127.0.0.1", self.port, temperature_range_c=(-70.0, 180.0),
             channels=("cell-1", "cell-2"), word_order=word_order, clock=self.bench.clock.now_s,
-            timeout_s=timeout_s)
+            timeout_s=timeout_s, backoff=Backoff(initial_s=0.01, max_s=0.02))
 
 
 async def serve(bench: Bench, word_order: str = "low-high", units: int = CELSIUS) -> Rig:
@@ -184,6 +185,17 @@ async def test_connection_dropped_mid_reply_then_reconnected(rig: Rig) -> None:
         assert caught.value.command == "read 2820+2"
         rig.emulator.faults.drop_mid_reply = False
         assert await chamber.read_temperature() == pytest.approx(25.0, abs=0.01)
+
+
+async def test_controller_gone_for_good_names_the_command() -> None:
+    rig = await serve(Bench.default(BenchClock()))
+    async with rig.driver() as chamber:
+        await rig.emulator.close()
+        with pytest.raises(ConnectionLost):
+            await chamber.read_temperature()           # the server closed the connection
+        with pytest.raises(ConnectionLost, match="cannot connect") as caught:
+            await chamber.alarms()                      # three attempts to reconnect, then this
+        assert caught.value.command == "read 1356"
 
 
 async def test_unreachable_controller_raises_connection_lost() -> None:
