@@ -29,7 +29,7 @@ class ModbusWireFaults:
     garble_replies: int = 0
     """the next N replies are replaced by bytes that frame as no reply"""
     drop_mid_reply: bool = False
-    """send the first bytes of the next reply, then close the connection"""
+    """send the first half of each reply, then close the connection (until cleared)"""
     silent: bool = False
     """send nothing until cleared"""
 
