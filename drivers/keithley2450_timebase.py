@@ -61,7 +61,7 @@ class RelativeTimebase:
             log.warning("the instrument's relative time went back from %.6f s to %.6f s "
                         "(its buffer was cleared); carrying on from the host's clock",
                         self.last_s - self.offset_s, first)
-            self._rebase(first, self._last_host_s, 0.0)
+            self._rebase(first, self.host_clock(), 0.0)
         times = relative_s + self.offset_s
         self.last_s = float(times[-1])
         self._last_host_s = self.host_clock()
