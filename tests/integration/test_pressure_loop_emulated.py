@@ -58,7 +58,7 @@ class Station:
 
     async def until(self, at_s: float) -> None:
         """Let the loop run until the virtual clock reaches ``at_s``."""
-        async with asyncio.timeout(60.0):
+        async with asyncio.timeout(120.0):
             while self.clock.now_s() < at_s:
                 await asyncio.sleep(0.002)
 
@@ -145,21 +145,24 @@ async def test_gauge_disconnect_holds_and_alarms_then_recovers(held: Station) ->
     await held.jig.set_pressure(2e6)
     await held.until(30.0)
     port = int(held.mark10_url.rsplit(":", 1)[1])
-    sent_before = sum(1 for line in held.alicat.received if "S" in line[1:])
     await held.mark10_server.close()                  # the gauge's terminal server is gone
     lost_at_s = held.clock.now_s()
-    await held.until(lost_at_s + 20.0)
+    await held.until(lost_at_s + 2.0)                 # a tick in flight has finished
     last_valid_s = max(r.time_s for r in held.readings)
+    setpoints = sum(1 for line in held.alicat.received if "S" in line[1:])
+    await held.until(lost_at_s + 20.0)
     raised = [e for e in held.events if e.alarm is JigAlarm.GAUGE_LOST and e.active]
-    assert raised and raised[0].time_s - last_valid_s == pytest.approx(5.0, abs=1.01)
+    assert raised, held.events
+    assert raised[0].time_s - last_valid_s == pytest.approx(5.0, abs=1.01), (raised,
+                                                                             last_valid_s)
     assert any(m.startswith("gauge lost") for m in await held.jig.alarms())
-    sent_after = sum(1 for line in held.alicat.received if "S" in line[1:])
-    assert sent_after == sent_before                  # held: no setpoint while blind
+    assert sum(1 for line in held.alicat.received if "S" in line[1:]) == setpoints  # held
     await held.mark10_server.start_tcp(port=port)      # back on the same address
     back_at_s = held.clock.now_s()
-    await held.until(back_at_s + 30.0)
-    assert await held.jig.alarms() == []
-    assert np.abs(held.pressures(back_at_s + 15.0, back_at_s + 30.0) - 2e6).max() < 0.02 * 2e6
+    await held.until(back_at_s + 40.0)                 # reconnect attempts are ≤ 10 s apart
+    assert await held.jig.alarms() == [], held.events
+    recovered = held.pressures(back_at_s + 25.0, back_at_s + 40.0)
+    assert len(recovered) >= 14 and np.abs(recovered - 2e6).max() < 0.02 * 2e6
 
 
 async def test_regulator_leak_alarms(held: Station) -> None:
