@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from cellrig import __version__
 from cellrig.errors import CellrigError, InputError
 
-from . import cli_protocols
+from . import cli_protocols, simulate_args
 
 DESCRIPTION = """\
 cellrig runs battery cell tests: protocols written as files, instruments driven by a daemon,
@@ -26,6 +26,10 @@ Protocol files:
   cellrig library                           check and list the ready-made protocols
   cellrig schema > cellrig.schema.json      JSON Schema for editors (VS Code YAML)
   cellrig convert rate.yaml --to pybamm     the steps as PyBaMM experiment strings
+
+Simulation:
+  cellrig simulate formation.yaml           run it on the cell model; files, plots, summary
+  cellrig simulate long-cycling --reference-cycle 2 --out runs/long
 """
 
 
@@ -91,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("file", metavar="FILE", help="protocol file (YAML)")
     convert.add_argument("--to", required=True, choices=["pybamm"], help="target format")
     _add_cell_and_parameters(convert)
+    simulate_args.add_parser(commands, _add_cell_and_parameters)
     return parser
 
 
@@ -106,6 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "library": cli_protocols.run_library,
         "schema": cli_protocols.run_schema,
         "convert": cli_protocols.run_convert,
+        "simulate": simulate_args.run,
     }
     try:
         return commands[args.command](args)

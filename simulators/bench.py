@@ -23,7 +23,6 @@ cell's conditions updated between them; a steady environment is one piece.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import math
 import time
 from dataclasses import dataclass, field
@@ -184,36 +183,24 @@ class BenchCell:
         return self.cell.impedance(frequency_hz)
 
     # -- machinery ----------------------------------------------------------------------------
-    def _model_time(self, bench_s: float) -> float:
-        return bench_s - self.origin_s
-
-    def apply_environment(self, bench_s: float) -> None:
+    def apply_environment(self, bench_s: float, until_s: float | None = None,
+                          swell: bool = True) -> bool:
         """Give the cell the chamber's air temperature and the jig's stack pressure at
-        ``bench_s`` (until the next call)."""
-        at = np.array([bench_s])
-        temperature = float(self.chamber.true_temperature(at)[0])
+        ``bench_s`` (until the next call); returns whether either changes by ``until_s`` by
+        more than the steady thresholds (``swell``: a bolted jig, whose force follows the
+        cell's thickness, always counts as moving)."""
+        times = np.array([bench_s, bench_s if until_s is None else until_s])
+        temperatures = self.chamber.true_temperature(times)
+        moving = abs(float(temperatures[1] - temperatures[0])) > STEADY_TEMPERATURE_K
         pressure = None
         if self.jig is not None:
-            swell = np.array([self.cell.thickness_change_m()])
-            pressure = float(self.jig.stack_pressure(at, swell)[0])
-        self.cell.set_conditions(temperature_c=temperature, pressure_pa=pressure)
-
-    def environment_moving(self, start_s: float, end_s: float, swell: bool = True) -> bool:
-        """Whether the cell's temperature or stack pressure changes between the two bench
-        times by more than the steady thresholds (``swell``: a bolted jig, whose force follows
-        the cell's thickness, always counts as moving)."""
-        times = np.array([start_s, end_s])
-        temperatures = self.chamber.true_temperature(times)
-        if abs(float(temperatures[1] - temperatures[0])) > STEADY_TEMPERATURE_K:
-            return True
-        if abs(float(temperatures[1]) - self.cell.temperature_c) > STEADY_TEMPERATURE_K:
-            return True
-        if self.jig is None:
-            return False
-        if not self.jig.pneumatic:
-            return swell
-        pressures = self.jig.stack_pressure(times, np.zeros(2))
-        return bool(np.ptp(pressures) > STEADY_PRESSURE_PA)
+            thickness = self.cell.thickness_change_m() if not self.jig.pneumatic else 0.0
+            pressures = self.jig.stack_pressure(times, np.full(2, thickness))
+            pressure = float(pressures[0])
+            moving = moving or (swell if not self.jig.pneumatic
+                                else abs(float(pressures[1] - pressures[0])) > STEADY_PRESSURE_PA)
+        self.cell.set_conditions(temperature_c=float(temperatures[0]), pressure_pa=pressure)
+        return moving
 
     def _catch_up(self) -> None:
         """Bring the model to the clock."""
@@ -221,13 +208,13 @@ class BenchCell:
         start = self.cell.time_s + self.origin_s
         if now <= start:
             return
-        pieces = 1
-        if self.environment_moving(start, now):
-            pieces = max(1, math.ceil((now - start) / self.max_piece_s))
-        edges = np.linspace(start, now, pieces + 1)
-        for low, high in itertools.pairwise(edges):
-            self.apply_environment(float(low))
-            self._run(float(high - low))
+        low = start
+        while low < now:
+            high = now
+            if self.apply_environment(low, now):
+                high = min(now, low + self.max_piece_s)
+            self._run(high - low)
+            low = high
         self.chamber.advance(now)
 
     def _run(self, duration_s: float) -> None:

@@ -130,10 +130,10 @@ class ModelRig:
         start_bench = self.now_s()
         step_time = self._step_time_s
         interval = self.command.sample_interval_s if self.command.sample_interval_s > 0 else 1.0
-        span = min(self.max_block_s, self.max_block_readings * interval, self._piece_s())
+        span = min(self.max_block_s, self.max_block_readings * interval,
+                   self._environment(start_bench))
         if self._stepped_without_cut_off():
             span = min(span, self.max_voltage_block_s)
-        self.bench_cell.apply_environment(start_bench)
         if not math.isfinite(self._last_voltage_v):
             self._last_voltage_v = self.cell.ocv_v() + sum(self.cell.state.rc_v)
         event_s, event = self._closed_form_event(step_time)
@@ -257,10 +257,10 @@ class ModelRig:
             return Source(Phase.VOLTAGE, voltage_v)
         return Source(Phase.CURRENT, math.copysign(abs(limit_a), wanted_a), voltage_v)
 
-    def _piece_s(self) -> float:
-        now = self.now_s()
+    def _environment(self, now_s: float) -> float:
+        """Give the cell its environment now; the longest block it stays valid for."""
         bench = self.bench_cell
-        if bench.environment_moving(now, now + self.max_piece_s, swell=False):
+        if bench.apply_environment(now_s, now_s + self.max_piece_s, swell=False):
             return self.max_piece_s
         if bench.jig is not None and not bench.jig.pneumatic:
             return self.bolted_piece_s

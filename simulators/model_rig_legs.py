@@ -136,49 +136,35 @@ def _direct_current(model: CellModel, current_a: float, offsets: FloatArray,
         return readings(params, model.ocv, start, current_a, times, circuit, fade)
 
     coarse = at(offsets)
-    index, target = _first_met(coarse.voltage, targets)
-    if target is None:
-        end = float(offsets[-1])
-        kept = coarse
-    elif index == 0:
-        end = float(offsets[0])
-        kept = _take(coarse, 1)
-    else:
+    swell = swell_m(model, coarse.anode, coarse.cathode, coarse.dead)
+    voltage = coarse.voltage
+    index, target = _first_met(voltage, targets)
+    if target is not None and index == 0:
+        offsets, voltage, swell = offsets[:1], voltage[:1], swell[:1]
+    elif target is not None:
         low, high = float(offsets[index - 1]), float(offsets[index])
         fine_times = np.linspace(low, high, REFINE_POINTS + 1)[1:]
-        fine = at(fine_times)
-        j = int(np.argmax(target.direction * (fine.voltage - target.voltage_v) >= 0))
+        fine = at(fine_times).voltage
+        j = int(np.argmax(target.direction * (fine - target.voltage_v) >= 0))
         before_t = low if j == 0 else float(fine_times[j - 1])
-        before = _row(coarse, index - 1) if j == 0 else _row(fine, j - 1)
-        after = _row(fine, j)
-        gap_before = target.direction * (before[0] - target.voltage_v)
-        gap_after = target.direction * (after[0] - target.voltage_v)
+        before_v = float(voltage[index - 1] if j == 0 else fine[j - 1])
+        after_v = float(fine[j])
+        gap_before = target.direction * (before_v - target.voltage_v)
+        gap_after = target.direction * (after_v - target.voltage_v)
         share = 1.0 if gap_after == gap_before else -gap_before / (gap_after - gap_before)
         share = min(max(share, 0.0), 1.0)
         end = before_t + share * (float(fine_times[j]) - before_t)
-        cut = [b + share * (a - b) for b, a in zip(before, after, strict=True)]
-        cut[0] = target.voltage_v if 0.0 < share < 1.0 else cut[0]
-        kept = _append(_take(coarse, index), cut)
+        # the linear interpolation meets the target exactly, unless the share was clipped
+        cut_v = (target.voltage_v if 0.0 < share < 1.0
+                 else before_v + share * (after_v - before_v))
+        # the swell moves by nanometres within a grid interval: linear in time
+        cut_swell = float(swell[index - 1] + (swell[index] - swell[index - 1])
+                          * (end - low) / (high - low))
         offsets = np.append(offsets[:index], end)
-    model.restore(state_after(params, start, current_a, end, circuit, fade))
-    return Leg(offsets[: kept.voltage.shape[0]], kept.voltage, kept.current,
-               swell_m(model, kept.anode, kept.cathode, kept.dead), target)
-
-
-_FIELDS = ("voltage", "current", "heat", "rise", "anode", "cathode", "dead")
-
-
-def _row(found: Readings, index: int) -> list[float]:
-    return [float(getattr(found, name)[index]) for name in _FIELDS]
-
-
-def _take(found: Readings, count: int) -> Readings:
-    return Readings(*(getattr(found, name)[:count] for name in _FIELDS))
-
-
-def _append(found: Readings, row: list[float]) -> Readings:
-    return Readings(*(np.append(getattr(found, name), value)
-                      for name, value in zip(_FIELDS, row, strict=True)))
+        voltage = np.append(voltage[:index], cut_v)
+        swell = np.append(swell[:index], cut_swell)
+    model.restore(state_after(params, start, current_a, float(offsets[-1]), circuit, fade))
+    return Leg(offsets, voltage, np.full(offsets.shape, current_a), swell, target)
 
 
 def _model_current(model: CellModel, current_a: float, offsets: FloatArray,

@@ -1,0 +1,189 @@
+"""``cellrig simulate``: run a protocol on the cell model at full speed and write what a lab
+would look at (see docs/simulate.md)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from cellrig.errors import Severity
+from cellrig.protocols.quantities import Kind, QuantityError, parse_quantity
+
+from .cli_protocols import UsageError, parse_parameters
+from .simulate_output import (
+    columns,
+    spectrum_times,
+    summary_figures,
+    write_cycles,
+    write_events,
+    write_spectra,
+    write_summary,
+    write_timeseries,
+)
+from .simulate_run import Simulation, load_protocol_argument, load_simulated_cell, resolve, simulate
+
+
+def _quantity(text: str, kind: Kind, flag: str) -> float:
+    try:
+        return parse_quantity(text, kind)
+    except QuantityError as exc:
+        raise UsageError(f"{flag}: {exc}") from None
+
+
+def _dqdv_cycles(text: str | None, last: int) -> list[int]:
+    if text is None:
+        return sorted({cycle for cycle in (1, 2, last) if 1 <= cycle <= last})
+    chosen = []
+    for part in text.split(","):
+        part = part.strip()
+        if part == "last":
+            chosen.append(last)
+        elif part.isdigit() and int(part) > 0:
+            chosen.append(int(part))
+        else:
+            raise UsageError(f"--dqdv takes cycle numbers and 'last', e.g. 1,2,last "
+                             f"(got {part!r})")
+    return chosen
+
+
+def default_folder(name: str) -> Path:
+    """``<protocol>-<YYYYmmdd-HHMMSS>`` under the current directory, not yet existing."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    base = Path.cwd() / f"{name}-{stamp}"
+    folder, number = base, 1
+    while folder.exists():
+        number += 1
+        folder = base.with_name(f"{base.name}-{number}")
+    return folder
+
+
+def write_files(simulation: Simulation, folder: Path, file_format: str, plots: bool,
+                dqdv_text: str | None) -> list[Path]:
+    """Every output file; returns their paths."""
+    folder.mkdir(parents=True, exist_ok=True)
+    data = columns(simulation.blocks)
+    # The time series is written by pyarrow, which leaves the interpreter free meanwhile:
+    # in a thread, beside the other files and the plots.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        timeseries = pool.submit(write_timeseries, data, folder, file_format)
+        others = _write_others(simulation, data, folder, file_format, plots, dqdv_text)
+        return [timeseries.result(), *others]
+
+
+def _write_others(simulation: Simulation, data: dict[str, Any], folder: Path, file_format: str,
+                  plots: bool, dqdv_text: str | None) -> list[Path]:
+    written = [write_cycles(simulation, folder), write_events(simulation, folder, file_format)]
+    spectra = write_spectra(simulation, folder)
+    if spectra is not None:
+        written.append(spectra)
+    written.append(write_summary(summary_figures(simulation), folder))
+    if plots:
+        from . import simulate_plots as plot
+
+        last = max((c.cycle for c in simulation.cycles if c.discharge_capacity_ah > 0),
+                   default=simulation.outcome.cycles)
+        made = [
+            plot.plot_voltage_current(data, folder / "voltage_current.png"),
+            plot.plot_cycling(simulation.cycles, folder / "cycling.png"),
+            plot.plot_nyquist(simulation.spectra, spectrum_times(simulation),
+                              folder / "nyquist.png"),
+            plot.plot_dqdv(data, _dqdv_cycles(dqdv_text, last), folder / "dqdv.png"),
+        ]
+        written.extend(path for path in made if path is not None)
+    return written
+
+
+def _duration(seconds: float) -> str:
+    minutes = round(seconds / 60.0)
+    days, minutes = divmod(minutes, 24 * 60)
+    hours, minutes = divmod(minutes, 60)
+    parts = [f"{days} d"] if days else []
+    if days or hours:
+        parts.append(f"{hours} h")
+    parts.append(f"{minutes} min")
+    return " ".join(parts)
+
+
+def _share(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2%}"
+
+
+def summary_lines(simulation: Simulation, figures: dict[str, Any], folder: Path,
+                  written: list[Path]) -> list[str]:
+    """What the command prints."""
+    outcome = simulation.outcome
+    params = simulation.cell.params
+    mass_g, area_cm2 = params.cathode_mass_kg * 1e3, params.area_m2 * 1e4
+    lines = [f"{simulation.program.name} on {simulation.cell.source}: {outcome.state.value} "
+             f"({outcome.reason})",
+             f"  lab time         {_duration(outcome.test_time_s)} "
+             f"({outcome.test_time_s:,.0f} s), simulated in {simulation.wall_s:.2f} s",
+             f"  cycles           {outcome.cycles}"]
+    for key, label in (("first_discharge", "first discharge"),
+                       ("last_discharge", "last discharge")):
+        cycle = figures.get(key)
+        if cycle is None:
+            continue
+        mah = cycle["discharge_capacity_ah"] * 1000.0
+        average = cycle["average_discharge_voltage_v"]
+        lines.append(f"  {label:<16} {mah:.1f} mAh = {mah / mass_g:.1f} mAh/g = "
+                     f"{mah / area_cm2:.2f} mAh/cm^2 (cycle {cycle['cycle']}, "
+                     f"{average:.3f} V average)")
+    lines.append(f"  initial CE       {_share(outcome.initial_coulombic_efficiency)}")
+    mean_ce = figures.get("mean_coulombic_efficiency_after_first")
+    if mean_ce is not None:
+        lines.append(f"  mean CE          {_share(mean_ce)} (cycles after the first)")
+    if "retention_of_first_discharge" in figures:
+        lines.append(f"  retention        {_share(figures['retention_of_first_discharge'])} "
+                     "of the first discharge at the last")
+        last = simulation.cycles[-1] if simulation.cycles else None
+        if last is not None and last.reference_retention is not None:
+            lines.append(f"                   {_share(last.reference_retention)} of reference "
+                         "cycle's at the last cycle")
+        reached = ", ".join(f"{level} at cycle {cycle}"
+                            for level, cycle in outcome.cycles_to_retention.items())
+        if reached:
+            lines.append(f"                   reached {reached}")
+    lines.append(f"  files in         {folder}")
+    lines.extend(f"    {path.name}" for path in written)
+    return lines
+
+
+def _import_plotting() -> None:
+    for module in ("matplotlib.figure", "matplotlib.backends.backend_agg"):
+        importlib.import_module(module)
+
+
+def run_simulate(args: argparse.Namespace) -> int:
+    """``cellrig simulate``."""
+    if not args.no_plots:
+        # matplotlib takes a while to import; it does so while the protocol runs
+        threading.Thread(target=_import_plotting, name="import-matplotlib", daemon=True).start()
+    parameters = parse_parameters(args.params)
+    temperature_c = _quantity(args.temperature, Kind.TEMPERATURE, "--temperature")
+    pressure_pa = _quantity(args.pressure, Kind.PRESSURE, "--pressure")
+    if args.dqdv is not None:
+        _dqdv_cycles(args.dqdv, 1)  # a bad list fails before the run, not after
+    protocol = load_protocol_argument(args.protocol)
+    cell = load_simulated_cell(args.cell)
+    program, diagnostics = resolve(protocol, cell, parameters)
+    for diagnostic in diagnostics:
+        print(diagnostic.render(), file=sys.stderr)
+    if program is None:
+        errors = sum(1 for d in diagnostics if d.severity is Severity.ERROR)
+        print(f"{protocol.source.name}: NOT valid ({errors} error(s))", file=sys.stderr)
+        return 1
+    simulation = simulate(program, cell, temperature_c=temperature_c, pressure_pa=pressure_pa,
+                          formed=args.formed, reference_cycle=args.reference_cycle)
+    folder = Path(args.out) if args.out else default_folder(program.name)
+    written = write_files(simulation, folder, args.format, not args.no_plots, args.dqdv)
+    for line in summary_lines(simulation, summary_figures(simulation), folder.resolve(),
+                              written):
+        print(line)
+    return 0
