@@ -88,6 +88,8 @@ class PalmSens:
     """One PalmSens MethodSCRIPT channel on a serial line (device path, pty or ``socket://``).
 
     ``model`` fixes the ranges; None takes them from the device code the instrument reports.
+    ``timeout_s`` bounds each reply (plus three sampling intervals while a loop runs),
+    ``abort_timeout_s`` the end of an aborted script; ``link`` replaces the serial link (tests).
     Use as ``async with PalmSens(url) as channel:``.
     """
 
@@ -95,7 +97,8 @@ class PalmSens:
                  model: PalmSensModel | None = None, baudrate: int = 921_600,
                  timeout_s: float = 2.0, time_scale: float = 1.0,
                  backoff: Backoff | None = None, reconnect_attempts: int = 3,
-                 link: LineLink | None = None, error_pause_s: float = 0.1) -> None:
+                 link: LineLink | None = None, error_pause_s: float = 0.1,
+                 abort_timeout_s: float = 5.0) -> None:
         self.url = url
         self.instrument = instrument
         self.time_scale = time_scale
@@ -107,7 +110,8 @@ class PalmSens:
                               write_terminator=b"\n", read_terminator=b"\n",
                               timeout_s=timeout_s)
         self._wire = Wire(link, backoff or Backoff(initial_s=0.1, max_s=2.0),
-                          reconnect_attempts, error_pause_s=error_pause_s)
+                          reconnect_attempts, abort_timeout_s=abort_timeout_s,
+                          error_pause_s=error_pause_s)
         self._run: ScriptRun | None = None
         self._time_s = 0.0
         self._mark = time.monotonic()
@@ -166,15 +170,15 @@ class PalmSens:
     # -- the potentiostat port ----------------------------------------------------------------
     async def apply(self, command: Command) -> float:
         """Stop what runs and start the command's script; returns the instrument time it
-        started at. ``OFF`` switches the cell off."""
+        started at (when the device took the script). ``OFF`` switches the cell off."""
         if command.mode is Mode.OFF:
             await self.safe()
             return self._instrument_now()
         script, name = self._script_for(command)
         async with self._wire.link.lock:
             await self._guarded(self._stop_running)
-            started_s = self._instrument_now()
             await self._guarded(lambda: self._wire.upload(script, name))
+            started_s = self._instrument_now()
             self._run = ScriptRun(name, started_s, self._line_timeout(command.sample_interval_s),
                                   0.0 if command.mode is Mode.REST else None)
         return started_s
@@ -213,8 +217,8 @@ class PalmSens:
             step.start_hz, step.stop_hz) / self.time_scale
         async with self._wire.link.lock:
             await self._guarded(self._stop_running)
-            started_s = self._instrument_now()
             await self._guarded(lambda: self._wire.upload(script, "meas_loop_eis"))
+            started_s = self._instrument_now()
             run = ScriptRun("meas_loop_eis", started_s, point_timeout_s, None)
             self._run = run
             sweep = await self._guarded(lambda: self._wire.collect_sweep(run))

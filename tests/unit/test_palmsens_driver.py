@@ -275,8 +275,9 @@ async def test_a_packet_of_the_wrong_shape_is_malformed() -> None:
 
 async def test_silence_times_out_and_the_abort_is_still_sent() -> None:
     link = ScriptedLink()
-    channel = await opened(link)
-    channel._wire.abort_timeout_s = 0.05
+    link.expect(OPEN)
+    channel = PalmSens(URL, link=link, error_pause_s=0.0, abort_timeout_s=0.05)
+    await channel.open()
     link.expect(upload(open_circuit(1.0, LONG_RUN_S, NEXUS_RANGES), "e", "M000B"))
     await channel.apply(Command(Mode.REST, sample_interval_s=1.0))
     link.expect(abort())
