@@ -24,6 +24,7 @@ Behaviour:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -89,6 +90,7 @@ class EspecChamber:
         self.backoff = backoff or Backoff()
         self.reconnect_attempts = reconnect_attempts
         self.stability = stability or StabilityWatch()
+        self._lock = asyncio.Lock()
         self._rated_range_c = temperature_range_c
         self._range_c = temperature_range_c
         wire.addressed("", rs485_address)  # validates the address
@@ -207,7 +209,12 @@ class EspecChamber:
                                  address=self.link.url, command=command) from error
 
     async def _exchange(self, command: str) -> str:
-        """One command and its reply; reconnects first if the connection was lost."""
+        """One command and its reply; reconnects first if the connection was lost. Under the
+        driver's lock, so that callers on several tasks never reconnect twice at once."""
+        async with self._lock:
+            return await self._exchange_locked(command)
+
+    async def _exchange_locked(self, command: str) -> str:
         if not self.link.is_open:
             log.info("%s at %s: reconnecting before %r", self.link.instrument, self.link.url,
                      command)

@@ -4,6 +4,7 @@ pseudo-terminal and a ``socket://`` URL), the emulator backed by the bench's cha
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -143,6 +144,23 @@ async def test_dropped_connection_raises_and_the_next_command_reconnects() -> No
             assert await chamber.alarms() == []
     finally:
         await rig.server.close()
+
+
+async def test_tasks_sharing_the_chamber_reconnect_once_and_leak_nothing() -> None:
+    rig = await serve(Bench.default(BenchClock()), "tcp")
+    try:
+        async with rig.driver() as chamber:
+            for _ in range(3):
+                rig.server.faults.disconnect = True
+                failed = await asyncio.gather(*(chamber.read_temperature() for _ in range(4)),
+                                              return_exceptions=True)
+                assert failed and all(isinstance(e, ConnectionLost) for e in failed)
+                rig.server.faults.disconnect = False
+                readings = await asyncio.gather(*(chamber.monitor() for _ in range(4)))
+                assert {reading.mode for reading in readings} == {ChamberMode.CONSTANT}
+    finally:
+        await rig.server.close()
+    gc.collect()                    # an unclosed connection would warn here, failing the test
 
 
 async def test_chamber_gone_for_good_names_the_command() -> None:
