@@ -34,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import os
 import random
 import select
 import socket
@@ -247,6 +248,14 @@ class VisaLink:
         if not isinstance(resource, pyvisa.resources.MessageBasedResource):
             _close_blocking(resource, manager)
             raise self._error(ConnectionLost, "not a message-based resource", None)
+        sock = _raw_socket(resource)
+        if sock is not None:
+            # pyvisa-py reports a refused connection as opened: look at the socket.
+            refused = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if refused or _socket_state(sock) == "closed":
+                _close_blocking(resource, manager)
+                reason = os.strerror(refused) if refused else "closed at once"
+                raise self._error(ConnectionLost, f"cannot open: {reason}", None)
         return manager, resource
 
     async def _exchange(self, command: str,

@@ -187,10 +187,11 @@ class Keithley2450Emulator:
         conversions = 2 if self.read_back[self.source_function] else 1
         return conversions * self.nplc[self.sense_function] / self.line_frequency_hz
 
-    async def measure(self) -> Reading:
-        """Integrate, then read the bench cell."""
+    async def measure(self, integrate: bool = True) -> Reading:
+        """Integrate (unless the caller has waited for it), then read the bench cell."""
         self.settle()
-        await self.clock.sleep(self.measure_time_s())
+        if integrate:
+            await self.clock.sleep(self.measure_time_s())
         sample = self.cell.measure()
         function = self.source_function
         sense = self.sense_function
@@ -233,18 +234,22 @@ class Keithley2450Emulator:
         if model.template == "DurationLoop":
             self.output_on = True
             self.drive()
-        end_s = self.clock.now_s() + model.duration_s
+        start_s = self.clock.now_s()
+        end_s = start_s + model.duration_s
+        period_s = model.delay_s + self.measure_time_s()
         taken = 0
         try:
             while True:
+                # On a schedule: a reading late because the host was busy does not delay
+                # the next ones.
                 model.block = 2
-                await self.clock.sleep(model.delay_s)
+                await self.clock.sleep(start_s + (taken + 1) * period_s - self.clock.now_s())
                 model.block = 3
-                buffer.append(await self.measure())
+                buffer.append(await self.measure(integrate=False))
                 taken += 1
                 if model.template == "SimpleLoop" and taken >= model.count:
                     break
-                if model.template == "DurationLoop" and self.clock.now_s() >= end_s:
+                if model.template == "DurationLoop" and self.clock.now_s() >= end_s - 1e-9:
                     break
         except Exception:
             log.exception("trigger model %s failed", model.template)

@@ -65,6 +65,7 @@ class ScpiServer:
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._lock = asyncio.Lock()
+        self._closing = False
 
     @property
     def resource(self) -> str:
@@ -73,12 +74,14 @@ class ScpiServer:
 
     async def start(self) -> None:
         """Listen (on a free port when ``port`` is 0)."""
+        self._closing = False
         self._server = await asyncio.start_server(self._serve, self.host, self.port)
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def close(self) -> None:
         """Stop listening, close every connection, stop the instrument's background work."""
         server, self._server = self._server, None
+        self._closing = True
         if server is not None:
             server.close()
             for writer in list(self._writers):
@@ -95,6 +98,9 @@ class ScpiServer:
         await self.close()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._closing:  # accepted just before the server closed
+            writer.close()
+            return
         self._writers.add(writer)
         self.connections += 1
         buffer = b""
