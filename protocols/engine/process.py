@@ -72,6 +72,9 @@ class Command:
     fresh: bool = True
     #: Instrument time of the last reading processed under this command.
     last_time_s: float = 0.0
+    #: Instrument time of the last reading of the block as the rig handed it over (before a
+    #: wait for stability cut it): the readings' ages, for their Unix times, count from there.
+    block_end_s: float | None = None
     watches_dvdt: bool = field(init=False)
     grid: tuple[float | None, float | None, float | None] = field(init=False)
 

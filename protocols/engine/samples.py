@@ -45,10 +45,12 @@ def emit_block(processor: BlockProcessor, step_id: int, command: Command, block:
     state = processor.state
     t = block.time_s[at]
     current = block.current_a[at]
+    arrived_end_s = (command.block_end_s if command.block_end_s is not None
+                     else float(block.time_s[-1]))
     count = t.shape[0]
     columns: dict[str, np.ndarray] = {
         "Test Time / s": test_time[at],
-        "Unix Time / s": processor.clock.unix_now() - (float(block.time_s[-1]) - t),
+        "Unix Time / s": processor.clock.unix_now() - (arrived_end_s - t),
         "Voltage / V": block.voltage_v[at],
         "Current / A": current,
         "Step Time / s": step_time[at],

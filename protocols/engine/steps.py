@@ -168,6 +168,7 @@ class StepRunner:
                 await apply()
                 applied = True
             block = await rig.read()
+            running.block_end_s = float(block.time_s[-1]) if len(block) else None
             if len(block) == 0:
                 if block.done:
                     return BlockResult(EndKind.CONDITION, -1, running.last_time_s,

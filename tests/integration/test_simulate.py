@@ -1,0 +1,138 @@
+"""``cellrig simulate`` end to end: the installed command in a subprocess, and in-process for
+the error paths; files read back with pyarrow and csv."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from cellrig.daemon.cli import main
+from cellrig.protocols.engine.output import COLUMNS
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def cellrig(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """The installed command line, as a user runs it."""
+    return subprocess.run([sys.executable, "-m", "cellrig.daemon.cli", *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "MPLBACKEND": "Agg"})
+
+
+def test_formation_writes_every_file(tmp_path: Path) -> None:
+    done = cellrig("simulate", "formation", "--out", "run", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    folder = tmp_path / "run"
+    assert "215.2 mAh/g" in done.stdout
+    assert "initial CE       94.1" in done.stdout
+    assert str(folder) in done.stdout
+
+    table = pq.read_table(folder / "timeseries.parquet")
+    assert tuple(table.column_names) == COLUMNS
+    voltage = table.column("Voltage / V").to_numpy()
+    test_time = table.column("Test Time / s").to_numpy()
+    assert np.all(np.diff(test_time) >= 0)  # a step ends where the next begins
+    assert voltage.max() == pytest.approx(4.25, abs=1e-6)
+    assert voltage.min() < 2.5 + 1e-6
+    kinds = set(table.column("Step Type").to_pylist())
+    assert {"REST", "CC_CHG", "CV_CHG", "CC_DCH"} <= kinds
+    unix = table.column("Unix Time / s").to_numpy()
+    assert np.allclose(unix - unix[0], test_time - test_time[0])
+
+    with (folder / "cycles.csv").open(encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 1
+    assert float(rows[0]["Specific Discharge Capacity / mAh/g"]) == pytest.approx(215, rel=0.03)
+    events = [json.loads(line) for line in
+              (folder / "events.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert events[0]["kind"] == "job start" and events[-1]["kind"] == "job end"
+    summary = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
+    assert summary["state"] == "completed"
+    for name in ("voltage_current.png", "cycling.png", "dqdv.png"):
+        assert (folder / name).read_bytes()[:8] == PNG_MAGIC
+    assert not (folder / "nyquist.png").exists()  # no EIS in formation
+
+
+def test_csv_format_and_parameters(tmp_path: Path) -> None:
+    code = main(["simulate", "charge-and-stop", "-p", "stop_at=3.55V", "--format", "csv",
+                 "--out", str(tmp_path / "run"), "--no-plots"])
+    assert code == 0
+    with (tmp_path / "run" / "timeseries.csv").open(encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    assert rows[-1]["Voltage / V"].startswith("3.55")
+    assert rows[-1]["Step Type"] == "CC_CHG"
+    assert (tmp_path / "run" / "events.csv").exists()
+    assert not list((tmp_path / "run").glob("*.png"))
+
+
+def test_eis_protocol_writes_spectra_and_nyquist(tmp_path: Path) -> None:
+    code = main(["simulate", "eis-open-circuit", "--formed", "--temperature", "60 degC",
+                 "--out", str(tmp_path / "run")])
+    assert code == 0
+    with (tmp_path / "run" / "spectra.csv").open(encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 81  # 1 MHz to 10 mHz at 10 per decade
+    assert float(rows[0]["Frequency / Hz"]) == pytest.approx(1e6)
+    assert (tmp_path / "run" / "nyquist.png").read_bytes()[:8] == PNG_MAGIC
+
+
+def test_default_folder_is_named_after_protocol_and_time(tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str],
+                                                         monkeypatch: pytest.MonkeyPatch
+                                                         ) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["simulate", "partial-charge", "--no-plots"]) == 0
+    (folder,) = tmp_path.iterdir()
+    assert folder.name.startswith("partial-charge-20")
+    assert str(folder) in capsys.readouterr().out
+
+
+def test_protocol_errors_print_like_check(tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("cellrig: 1\nname: bad\ncell: {capacity: 634 mAh}\nsteps:\n"
+                   "  - Chrage at 0.1C until 4.25 V\n", encoding="utf-8")
+    assert main(["simulate", str(bad), "--out", str(tmp_path / "run")]) == 1
+    err = capsys.readouterr().err
+    assert f"{bad}:5:" in err and "error" in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_cell_file_errors_have_no_traceback(tmp_path: Path) -> None:
+    bad = tmp_path / "cell.yaml"
+    bad.write_text("cellrig-cell: 1\nname: x\ncell: {areal_capacity: 6.8 parsecs}\n",
+                   encoding="utf-8")
+    done = cellrig("simulate", "formation", "--cell", str(bad), "--out", "run", cwd=tmp_path)
+    assert done.returncode == 1
+    assert "cell.yaml:3:" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_another_cell_scales_the_currents(tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["simulate", "formation", "--cell", "pellet-10mm", "--no-plots",
+                 "--out", str(tmp_path / "run")]) == 0
+    out = capsys.readouterr().out
+    table = pq.read_table(tmp_path / "run" / "timeseries.parquet")
+    current = table.column("Current / A").to_numpy()
+    assert current.max() == pytest.approx(0.1 * 5.5e-3 * 0.7854, rel=1e-3)  # 0.1 C of 4.32 mAh
+    assert "pellet-10mm" in out
+
+
+def test_bad_flags_are_usage_errors(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["simulate", "formation", "--dqdv", "1,two"])
+    assert exit_info.value.code == 2
+    with pytest.raises(SystemExit) as exit_info:
+        main(["simulate", "formation", "--temperature", "hot"])
+    assert exit_info.value.code == 2
