@@ -127,7 +127,7 @@ def program_refusals(program: Program, capabilities: Capabilities, instrument: s
                 problems.append(
                     f"{where}: {format_si(abs(current), 'A')} exceeds the "
                     f"{format_si(capabilities.max_current_a, 'A')} of {instrument}")
-        for voltage in _voltages(step):
+        for voltage in dict.fromkeys(_voltages(step)):
             if not low_v <= voltage <= high_v:
                 problems.append(
                     f"{where}: {format_si(voltage, 'V')} is outside the "
