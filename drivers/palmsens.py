@@ -132,24 +132,41 @@ class PalmSens:
             await self._wire.link.close()
 
     async def open(self) -> None:
-        """Open the line, abort whatever runs, identify the instrument and take its ranges."""
+        """Open the line, abort whatever runs, identify the instrument and take its ranges
+        (a configured model may narrow them, never widen them)."""
         await self._wire.link.open()
-        async with self._wire.link.lock:
-            await self._wire.abort_and_sync()
-            version, serial_number = await self._wire.identify()
-        code = version[:6]
-        known = MODELS.get(code)
-        if known is None and self._configured_model is None:
-            raise UnsupportedInstrument(
-                f"device code {code!r} is not a PalmSens MethodSCRIPT potentiostat this driver "
-                f"knows ({', '.join(MODELS)})", instrument=self.instrument, address=self.url,
-                command="t")
-        if self._configured_model is None and known is not None:
-            self.model = known
-        self.identity = Identity("PalmSens", known.name if known else code, serial_number,
-                                 version[6:].strip())
+        try:
+            async with self._wire.link.lock:
+                await self._wire.abort_and_sync()
+                version, serial_number = await self._wire.identify()
+            self._take_model(version[:6])
+        except BaseException:
+            await self._wire.link.close()
+            raise
+        known = MODELS.get(version[:6])
+        self.identity = Identity("PalmSens", known.name if known else version[:6],
+                                 serial_number, version[6:].strip())
         log.info("%s at %s: %s %s, firmware %s", self.instrument, self.url,
                  self.identity.model, serial_number, self.identity.firmware)
+
+    def _take_model(self, code: str) -> None:
+        known, configured = MODELS.get(code), self._configured_model
+        if known is None and configured is None:
+            raise self._error(UnsupportedInstrument,
+                              f"device code {code!r} is not a PalmSens MethodSCRIPT "
+                              f"potentiostat this driver knows ({', '.join(MODELS)})", "t")
+        if known is None:
+            return
+        if configured is None:
+            self.model = known
+            return
+        low, high = configured.eis_frequency_hz
+        if (configured.max_current_a > known.max_current_a
+                or configured.potential_limit_v > known.potential_limit_v
+                or low < known.eis_frequency_hz[0] or high > known.eis_frequency_hz[1]):
+            raise self._error(UnsupportedInstrument,
+                              f"configured as a {configured.name}, but the instrument is a "
+                              f"{known.name} with narrower ranges", "t")
 
     # -- what it can do ---------------------------------------------------------------------
     @property

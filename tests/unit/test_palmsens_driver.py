@@ -330,3 +330,14 @@ async def test_eis_at_open_circuit_returns_the_spectrum_and_the_ocv() -> None:
     assert spectrum.z_imag_ohm == pytest.approx(-0.01 * np.arange(1, 6))
     assert spectrum.meta["ocv_v"] == pytest.approx(3.81)
     assert spectrum.time_s > 6.0 and link.done
+
+
+async def test_a_configured_model_may_narrow_the_ranges_but_not_widen_them() -> None:
+    link = ScriptedLink(OPEN)
+    narrowed = PalmSens(URL, link=link, model=EMSTAT4_HR, error_pause_s=0.0)
+    await narrowed.open()
+    assert narrowed.capabilities.max_current_a == pytest.approx(0.1)
+    link = ScriptedLink([*abort("Z!0006"), ("t", ["tes4_lr13#Mar 25 2024", "R*"]),
+                         ("i", ["iES4LR0001"])])
+    with pytest.raises(UnsupportedInstrument, match="narrower ranges"):
+        await PalmSens(URL, link=link, model=EMSTAT4_HR, error_pause_s=0.0).open()
