@@ -8,7 +8,6 @@ import importlib
 import sys
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -17,16 +16,16 @@ from cellrig.protocols.quantities import Kind, QuantityError, parse_quantity
 
 from .cli_protocols import UsageError, parse_parameters
 from .simulate_output import (
-    columns,
     spectrum_times,
     summary_figures,
     write_cycles,
     write_events,
     write_spectra,
     write_summary,
-    write_timeseries,
 )
+from .simulate_plots import FIRST_CYCLES
 from .simulate_run import Simulation, load_protocol_argument, load_simulated_cell, resolve, simulate
+from .simulate_timeseries import TimeSeriesWriter, columns
 
 
 def _quantity(text: str, kind: Kind, flag: str) -> float:
@@ -63,21 +62,9 @@ def default_folder(name: str) -> Path:
     return folder
 
 
-def write_files(simulation: Simulation, folder: Path, file_format: str, plots: bool,
-                dqdv_text: str | None) -> list[Path]:
-    """Every output file; returns their paths."""
-    folder.mkdir(parents=True, exist_ok=True)
-    data = columns(simulation.blocks)
-    # The time series is written by pyarrow, which leaves the interpreter free meanwhile:
-    # in a thread, beside the other files and the plots.
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        timeseries = pool.submit(write_timeseries, data, folder, file_format)
-        others = _write_others(simulation, data, folder, file_format, plots, dqdv_text)
-        return [timeseries.result(), *others]
-
-
-def _write_others(simulation: Simulation, data: dict[str, Any], folder: Path, file_format: str,
-                  plots: bool, dqdv_text: str | None) -> list[Path]:
+def _write_others(simulation: Simulation, folder: Path, file_format: str, plots: bool,
+                  dqdv_cycles: list[int]) -> list[Path]:
+    """Every file but the time series (written while the job ran); returns their paths."""
     written = [write_cycles(simulation, folder), write_events(simulation, folder, file_format)]
     spectra = write_spectra(simulation, folder)
     if spectra is not None:
@@ -86,17 +73,21 @@ def _write_others(simulation: Simulation, data: dict[str, Any], folder: Path, fi
     if plots:
         from . import simulate_plots as plot
 
-        last = max((c.cycle for c in simulation.cycles if c.discharge_capacity_ah > 0),
-                   default=simulation.outcome.cycles)
+        data = columns(simulation.blocks)
         made = [
             plot.plot_voltage_current(data, folder / "voltage_current.png"),
             plot.plot_cycling(simulation.cycles, folder / "cycling.png"),
             plot.plot_nyquist(simulation.spectra, spectrum_times(simulation),
                               folder / "nyquist.png"),
-            plot.plot_dqdv(data, _dqdv_cycles(dqdv_text, last), folder / "dqdv.png"),
+            plot.plot_dqdv(data, dqdv_cycles, folder / "dqdv.png"),
         ]
         written.extend(path for path in made if path is not None)
     return written
+
+
+def _last_discharged(simulation: Simulation) -> int:
+    return max((c.cycle for c in simulation.cycles if c.discharge_capacity_ah > 0),
+               default=simulation.outcome.cycles)
 
 
 def _duration(seconds: float) -> str:
@@ -168,8 +159,6 @@ def run_simulate(args: argparse.Namespace) -> int:
     parameters = parse_parameters(args.params)
     temperature_c = _quantity(args.temperature, Kind.TEMPERATURE, "--temperature")
     pressure_pa = _quantity(args.pressure, Kind.PRESSURE, "--pressure")
-    if args.dqdv is not None:
-        _dqdv_cycles(args.dqdv, 1)  # a bad list fails before the run, not after
     protocol = load_protocol_argument(args.protocol)
     cell = load_simulated_cell(args.cell)
     program, diagnostics = resolve(protocol, cell, parameters)
@@ -179,10 +168,24 @@ def run_simulate(args: argparse.Namespace) -> int:
         errors = sum(1 for d in diagnostics if d.severity is Severity.ERROR)
         print(f"{protocol.source.name}: NOT valid ({errors} error(s))", file=sys.stderr)
         return 1
-    simulation = simulate(program, cell, temperature_c=temperature_c, pressure_pa=pressure_pa,
-                          formed=args.formed, reference_cycle=args.reference_cycle)
     folder = Path(args.out) if args.out else default_folder(program.name)
-    written = write_files(simulation, folder, args.format, not args.no_plots, args.dqdv)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"--out: cannot make the folder {folder}: {exc}") from None
+    chosen = set(_dqdv_cycles(args.dqdv, 1)) if args.dqdv else {1, 2}
+    writer = TimeSeriesWriter(folder, args.format)
+    try:
+        simulation = simulate(program, cell, temperature_c=temperature_c,
+                              pressure_pa=pressure_pa, formed=args.formed,
+                              reference_cycle=args.reference_cycle, on_samples=writer.add,
+                              keep_cycles=frozenset(chosen | set(range(1, FIRST_CYCLES + 1))))
+    finally:
+        timeseries = writer.close()
+    last = _last_discharged(simulation)
+    dqdv_cycles = _dqdv_cycles(args.dqdv, last)
+    written = [timeseries, *_write_others(simulation, folder, args.format,
+                                          not args.no_plots, dqdv_cycles)]
     for line in summary_lines(simulation, summary_figures(simulation), folder.resolve(),
                               written):
         print(line)

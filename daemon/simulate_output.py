@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from cellrig.protocols.engine import EventKind
-from cellrig.protocols.engine.output import COLUMNS, CycleSummary, SampleBlock, StepType
+from cellrig.protocols.engine.output import CycleSummary
 
 from .simulate_run import Simulation
 
@@ -49,61 +49,6 @@ CYCLE_COLUMNS = (
     ("Retention / 1", "retention"),
     ("Reference Retention / 1", "reference_retention"),
 )
-
-
-#: Step Type values, in the order of their codes in :func:`columns`.
-STEP_TYPES = tuple(kind.value for kind in StepType)
-_STEP_CODES = {name: code for code, name in enumerate(STEP_TYPES)}
-#: Columns whose values repeat in long runs: dictionary-encoded in Parquet.
-DICTIONARY_COLUMNS = ("Step Type", "Cycle Count / 1", "Step Count / 1", "Step ID")
-
-
-def _step_codes(values: np.ndarray) -> np.ndarray:
-    """A block's Step Type strings as codes into :data:`STEP_TYPES` (a block is nearly always
-    one step type, so that case is one comparison)."""
-    first = values[0] if values.shape[0] else None
-    if first is not None and bool((values == first).all()):
-        return np.full(values.shape[0], _STEP_CODES[first], dtype=np.int8)
-    return np.array([_STEP_CODES[value] for value in values.tolist()], dtype=np.int8)
-
-
-def columns(blocks: list[SampleBlock]) -> dict[str, np.ndarray]:
-    """The samples of every block, one array per column; ``Step Type`` as int8 codes into
-    :data:`STEP_TYPES`."""
-    data = {name: np.concatenate([block.columns[name] for block in blocks])
-            if blocks else np.zeros(0) for name in COLUMNS if name != "Step Type"}
-    data["Step Type"] = (np.concatenate([_step_codes(block.columns["Step Type"])
-                                         for block in blocks])
-                         if blocks else np.zeros(0, dtype=np.int8))
-    return {name: data[name] for name in COLUMNS}
-
-
-def step_type_names(codes: np.ndarray) -> np.ndarray:
-    """Step Type codes back to their names."""
-    names: np.ndarray = np.asarray(STEP_TYPES, dtype=object)[codes]
-    return names
-
-
-def write_timeseries(data: dict[str, np.ndarray], folder: Path, file_format: str) -> Path:
-    """The time series as Parquet (repeating columns dictionary-encoded) or CSV."""
-    import pyarrow as pa
-
-    arrays = {name: pa.array(values) for name, values in data.items()}
-    arrays["Step Type"] = pa.DictionaryArray.from_arrays(
-        pa.array(data["Step Type"], type=pa.int8()), pa.array(STEP_TYPES, type=pa.string()))
-    if file_format == "csv":
-        from pyarrow import csv as pa_csv
-
-        arrays["Step Type"] = arrays["Step Type"].cast(pa.string())
-        path = folder / "timeseries.csv"
-        pa_csv.write_csv(pa.table(arrays), path)
-    else:
-        import pyarrow.parquet as pq
-
-        path = folder / "timeseries.parquet"
-        pq.write_table(pa.table(arrays), path, compression="snappy",
-                       use_dictionary=list(DICTIONARY_COLUMNS))
-    return path
 
 
 def cycle_rows(simulation: Simulation) -> list[dict[str, Any]]:

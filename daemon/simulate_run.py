@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -156,10 +157,30 @@ class Progress:
 
 @dataclass
 class ProgressSink(ListSink):
-    """Keeps everything (as ListSink, only the last checkpoint) and reports step starts."""
+    """Keeps everything (as ListSink, only the last checkpoint), reports step starts and hands
+    every sample block to ``on_samples``. With ``keep_cycles`` it keeps only the sample blocks
+    of those cycles and of the latest one."""
 
     progress: Progress | None = None
     keep_checkpoints: bool = False
+    on_samples: Callable[[SampleBlock], None] | None = None
+    keep_cycles: frozenset[int] | None = None
+    _latest_cycle: int = 0
+
+    def samples(self, block: SampleBlock) -> None:
+        """Keep a block (if wanted) and pass it on."""
+        if self.on_samples is not None:
+            self.on_samples(block)
+        if self.keep_cycles is None:
+            self.blocks.append(block)
+            return
+        cycle = int(block.columns["Cycle Count / 1"][0])
+        if cycle != self._latest_cycle:
+            if self._latest_cycle not in self.keep_cycles:
+                self.blocks = [kept for kept in self.blocks
+                               if int(kept.columns["Cycle Count / 1"][0]) != self._latest_cycle]
+            self._latest_cycle = cycle
+        self.blocks.append(block)
 
     def event(self, event: Event) -> None:
         """Keep an event; a step start moves the progress bar."""
@@ -219,12 +240,16 @@ async def _form(rig: ModelRig, cell: SimulatedCell) -> None:
 def simulate(program: Program, cell: SimulatedCell, *, temperature_c: float = 25.0,
              pressure_pa: float = 2.0e6, formed: bool = False,
              reference_cycle: int | None = None, start_unix: float = DEFAULT_START_UNIX,
-             stream: TextIO | None = None) -> Simulation:
-    """Run ``program`` on the model of ``cell`` at full speed."""
+             stream: TextIO | None = None,
+             on_samples: Callable[[SampleBlock], None] | None = None,
+             keep_cycles: frozenset[int] | None = None) -> Simulation:
+    """Run ``program`` on the model of ``cell`` at full speed; every sample block goes to
+    ``on_samples`` as it comes, and the simulation keeps the blocks of ``keep_cycles`` and
+    the last cycle (all if None)."""
     rig = make_rig(cell, temperature_c, pressure_pa)
     progress = Progress(stream if stream is not None else sys.stderr,
                         expected_steps(program.steps), program.name)
-    sink = ProgressSink(progress=progress)
+    sink = ProgressSink(progress=progress, on_samples=on_samples, keep_cycles=keep_cycles)
 
     async def job() -> JobOutcome:
         if formed:

@@ -1,0 +1,116 @@
+"""The time series file of a simulated job, written while the job runs.
+
+Sample blocks are gathered until a row group's worth (:data:`ROWS_PER_GROUP`) has come, then
+turned into an Arrow table and written — Parquet or CSV — by a worker thread. pyarrow does its
+work without holding the interpreter, so the file is written on the machine's second core
+while the engine and the model go on, and the samples never have to be gathered into one
+table at the end.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cellrig.protocols.engine.output import COLUMNS, SampleBlock, StepType
+
+#: Step Type values, in the order of their codes.
+STEP_TYPES = tuple(kind.value for kind in StepType)
+_STEP_CODES = {name: code for code, name in enumerate(STEP_TYPES)}
+#: Columns whose values repeat in long runs: dictionary-encoded in Parquet.
+DICTIONARY_COLUMNS = ("Step Type", "Cycle Count / 1", "Step Count / 1", "Step ID")
+#: Samples per Parquet row group (and per write).
+ROWS_PER_GROUP = 1 << 17
+
+
+def step_codes(values: np.ndarray) -> np.ndarray:
+    """A block's Step Type strings as int8 codes into :data:`STEP_TYPES` (a block is nearly
+    always of one step type, so that case is one comparison)."""
+    if values.shape[0] and bool((values == values[0]).all()):
+        return np.full(values.shape[0], _STEP_CODES[values[0]], dtype=np.int8)
+    return np.array([_STEP_CODES[value] for value in values.tolist()], dtype=np.int8)
+
+
+def step_type_names(codes: np.ndarray) -> np.ndarray:
+    """Step Type codes back to their names."""
+    names: np.ndarray = np.asarray(STEP_TYPES, dtype=object)[codes]
+    return names
+
+
+def columns(blocks: list[SampleBlock]) -> dict[str, np.ndarray]:
+    """The samples of the blocks, one array per column; ``Step Type`` as codes."""
+    data = {name: np.concatenate([block.columns[name] for block in blocks])
+            if blocks else np.zeros(0) for name in COLUMNS if name != "Step Type"}
+    data["Step Type"] = (np.concatenate([step_codes(block.columns["Step Type"])
+                                         for block in blocks])
+                         if blocks else np.zeros(0, dtype=np.int8))
+    return {name: data[name] for name in COLUMNS}
+
+
+class TimeSeriesWriter:
+    """Writes sample blocks to ``timeseries.parquet`` (or ``.csv``) in ``folder`` as they come;
+    :meth:`close` writes the rest and returns the path."""
+
+    def __init__(self, folder: Path, file_format: str) -> None:
+        self.path = folder / ("timeseries.csv" if file_format == "csv" else "timeseries.parquet")
+        self.file_format = file_format
+        self.rows = 0
+        self._pending: list[SampleBlock] = []
+        self._pending_rows = 0
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="timeseries")
+        self._writes: list[Future[None]] = []
+        self._writer: Any = None
+
+    def add(self, block: SampleBlock) -> None:
+        """Take a block; hand a row group to the worker once there is one."""
+        self._pending.append(block)
+        self._pending_rows += len(block)
+        if self._pending_rows >= ROWS_PER_GROUP:
+            self._flush()
+
+    def _flush(self) -> None:
+        blocks, self._pending, self._pending_rows = self._pending, [], 0
+        self.rows += sum(len(block) for block in blocks)
+        self._writes.append(self._pool.submit(self._write, blocks))
+        for done in [future for future in self._writes if future.done()]:
+            done.result()  # a failed write fails the job now, not at the end
+            self._writes.remove(done)
+
+    def _write(self, blocks: list[SampleBlock]) -> None:
+        import pyarrow as pa
+
+        data = columns(blocks)
+        arrays = {name: pa.array(values) for name, values in data.items()}
+        arrays["Step Type"] = pa.DictionaryArray.from_arrays(
+            pa.array(data["Step Type"], type=pa.int8()), pa.array(STEP_TYPES, type=pa.string()))
+        if self.file_format == "csv":
+            from pyarrow import csv as pa_csv
+
+            arrays["Step Type"] = arrays["Step Type"].cast(pa.string())
+            table = pa.table(arrays)
+            if self._writer is None:
+                self._writer = pa_csv.CSVWriter(self.path, table.schema)
+        else:
+            import pyarrow.parquet as pq
+
+            table = pa.table(arrays)
+            if self._writer is None:
+                self._writer = pq.ParquetWriter(self.path, table.schema, compression="snappy",
+                                                use_dictionary=list(DICTIONARY_COLUMNS))
+        self._writer.write_table(table)
+
+    def close(self) -> Path:
+        """Write what is left, wait for the worker, close the file."""
+        try:
+            if self._pending or (self._writer is None and not self._writes):
+                self._flush()
+            for future in self._writes:
+                future.result()
+        finally:
+            self._pool.shutdown(wait=True)
+            if self._writer is not None:
+                self._writer.close()
+        return self.path
