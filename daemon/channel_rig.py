@@ -160,7 +160,8 @@ class ChannelRig:
         if self.jig is not None:
             value = self.jig.fresh_value(self.stale_after_periods)
             pressure = _fill(pressure, value, len(block))
-        return dataclasses.replace(block, temperature_c=temperature, pressure_pa=pressure)
+        return Block(block.time_s, block.voltage_v, block.current_a, temperature, pressure,
+                     block.done)
 
     async def end_step(self, at_time_s: float) -> None:
         """The potentiostat stops at the reading taken at ``at_time_s``."""
@@ -247,4 +248,6 @@ def _fill(column: FloatArray | None, value: float, length: int) -> FloatArray:
     """``column`` with its NaN entries (all of it when absent) set to ``value``."""
     if column is None:
         return np.full(length, value)
+    if length == 1:  # the host-polled case
+        return column if not math.isnan(column[0]) else np.array([value])
     return np.where(np.isnan(column), value, column)

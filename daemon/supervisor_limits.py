@@ -201,6 +201,11 @@ class LevelMonitor:
         """Findings over a block (NaN readings are skipped); stops at the first trip."""
         findings: list[Finding] = []
         count = values.shape[0]
+        if count == 1 and self.clean:  # the host-polled case: plain floats
+            value = float(values[0])
+            if not (self._quiet_low <= value <= self._quiet_high or math.isnan(value)):
+                self._step(float(time_s[0]), value, findings)
+            return findings
         index = 0
         while index < count:
             if self.clean:
@@ -217,8 +222,7 @@ class LevelMonitor:
 
     def _next_loud(self, values: FloatArray, start: int) -> int:
         rest = values[start:]
-        with np.errstate(invalid="ignore"):
-            loud = (rest > self._quiet_high) | (rest < self._quiet_low)
+        loud = (rest > self._quiet_high) | (rest < self._quiet_low)  # NaN compares False
         if not loud.any():
             return int(values.shape[0])
         return start + int(np.argmax(loud))
