@@ -47,12 +47,15 @@ _BOLTZMANN_EV_PER_K = 8.617333262e-5
 
 @dataclass(frozen=True, slots=True)
 class FittedParameter:
-    """One fitted parameter with its standard error (NaN when it cannot be estimated)."""
+    """One fitted parameter with its standard error (NaN when it cannot be estimated);
+    ``at_bound`` says the optimum sits on a bound, so the circuit probably does not suit the
+    spectrum (or the element is not needed)."""
 
     name: str
     value: float
     stderr: float
     unit: str
+    at_bound: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +94,7 @@ class EisFit:
         """A few lines for a report or a log."""
         lines = [f"circuit {self.circuit}: relative rms residual {self.relative_rms:.2%}"]
         lines += [f"  {p.name} = {p.value:.4g} ± {p.stderr:.2g} {p.unit}"
-                  for p in self.parameters.values()]
+                  + (" (at a bound)" if p.at_bound else "") for p in self.parameters.values()]
         lines.append(f"  bulk R = {self.bulk_resistance_ohm:.4g} ± {self.bulk_stderr_ohm:.2g} "
                      f"Ohm, interfacial R = {self.interfacial_resistance_ohm:.4g} ± "
                      f"{self.interfacial_stderr_ohm:.2g} Ohm")
@@ -140,8 +143,11 @@ def fit_spectrum(spectrum: Spectrum, circuit: str = DEFAULT_CIRCUIT, *,
     values = _values(best.x, is_alpha)
     covariance = _covariance(best.jac, best.fun, len(values))
     gradient = np.where(is_alpha, 1.0, values)          # d value / d x
+    margin = 1e-6 * (high - low)
+    at_bound = (best.x <= low + margin) | (best.x >= high - margin)
     parameters = {
-        name: FittedParameter(name, float(value), _stderr(covariance, gradient, [index]), unit)
+        name: FittedParameter(name, float(value), _stderr(covariance, gradient, [index]), unit,
+                              bool(at_bound[index]))
         for index, (name, value, unit) in enumerate(zip(model.parameters, values, model.units,
                                                         strict=True))}
     bulk_names, interface_names = _roles(model, interfacial)

@@ -159,3 +159,16 @@ def test_conductivity_and_activation_energy() -> None:
     values = [0.18 * math.exp(-0.35 / k_b * (1 / (t + 273.15) - 1 / 298.15))
               for t in temperatures]
     assert activation_energy_ev(temperatures, values) == pytest.approx(0.35, rel=1e-6)
+
+
+def test_a_circuit_that_does_not_suit_the_spectrum_shows_it() -> None:
+    """One arc fitted to the cell model's two: a large residual, a parameter on its bound."""
+    cell = CellModel()
+    cell.run_current(0.3, [3600.0])
+    z = cell.impedance(FREQUENCY)
+    fit = fit_spectrum(Spectrum(FREQUENCY, z.real, z.imag))
+    assert fit.relative_rms > 0.05
+    assert any(p.at_bound for p in fit.parameters.values())
+    assert "(at a bound)" in fit.summary()
+    good = fit_spectrum(synthetic(DEFAULT_CIRCUIT, TRUE))
+    assert not any(p.at_bound for p in good.parameters.values())
