@@ -229,10 +229,18 @@ class BlockProcessor:
         if result.kind is not None or force_record_end:
             mask[-1] = True
         at = np.flatnonzero(mask)  # the stored readings (the kept readings are a prefix)
-        added, sums = added_up(amounts, last + 1, at)
-        if at.shape[0]:
-            emit_block(self, step_id, command, block, step_time, test_time, at, added,
-                       step_sums)
+        if at.shape[0] == last + 1:
+            # every kept reading is stored (a block on the recording grid): slices, not
+            # index arrays, and the running sums are the plain cumulative sums
+            added = np.cumsum(amounts[:, : last + 1], axis=1)
+            sums = added[:, -1]
+            emit_block(self, step_id, command, block, step_time, test_time,
+                       slice(0, last + 1), added, step_sums)
+        else:
+            added, sums = added_up(amounts, last + 1, at)
+            if at.shape[0]:
+                emit_block(self, step_id, command, block, step_time, test_time, at, added,
+                           step_sums)
         self._account(progress, command, block, sums, step_sums[:, last], last)
         self._warnings(test_time[keep], signals, extremes, last, step_id)
         progress.elapsed_s = float(step_time[last])

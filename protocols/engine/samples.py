@@ -37,9 +37,10 @@ def step_type(command: Command, current_a: float) -> str:
 
 
 def emit_block(processor: BlockProcessor, step_id: int, command: Command, block: Block,
-               step_time: FloatArray, test_time: FloatArray, at: np.ndarray,
+               step_time: FloatArray, test_time: FloatArray, at: np.ndarray | slice,
                added: FloatArray, step_sums: FloatArray) -> None:
-    """Send the readings of the block at indices ``at`` to the sink. ``added`` holds the
+    """Send the readings of the block at indices ``at`` (or a slice of them) to the sink.
+    ``added`` holds the
     rows of ``blocks.integrate`` added up over the block to each of them, ``step_sums`` the
     step's running totals at every reading."""
     state = processor.state

@@ -154,10 +154,9 @@ def _plain(value: Any) -> Any:
     if names is None and is_dataclass(value):
         names = _FIELDS.setdefault(kind, tuple(f.name for f in fields(value)))
     if names is not None:
-        found = {}
-        for name in names:
-            item = getattr(value, name)
-            found[name] = ((item if item - item == 0 else None) if type(item) is float
-                           else item if type(item) in _LEAVES else _plain(item))
-        return found
+        # the state's dataclasses keep exactly their fields in __dict__, in field order
+        items = (vars(value).items() if len(vars(value)) == len(names)
+                 else ((name, getattr(value, name)) for name in names))
+        return {name: (item if item - item == 0 else None) if type(item) is float
+                else item if type(item) in _LEAVES else _plain(item) for name, item in items}
     return value
