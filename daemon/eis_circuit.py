@@ -113,7 +113,7 @@ class Circuit:
         self.root = parser.series(in_parallel=False)
         if parser.at < len(self.text):
             parser.fail("'-', ',' or ')' or the end")
-        self.elements = tuple(_walk(self.root))
+        self.elements = tuple(elements_in(self.root))
         names = [element.name for element in self.elements]
         duplicate = next((name for name in names if names.count(name) > 1), None)
         if duplicate is not None:
@@ -153,14 +153,15 @@ def _series(series: Series, jw: ComplexArray, values: dict[str, list[float]]) ->
     return np.asarray(total, dtype=np.complex128)
 
 
-def _walk(series: Series) -> list[Element]:
+def elements_in(series: Series) -> list[Element]:
+    """The elements of a series and of every group in it, in the order written."""
     found: list[Element] = []
     for part in series.parts:
         if isinstance(part, Element):
             found.append(part)
         else:
             for branch in part.branches:
-                found.extend(_walk(branch))
+                found.extend(elements_in(branch))
     return found
 
 

@@ -34,10 +34,9 @@ from cellrig.daemon.eis_circuit import (
     DEFAULT_CIRCUIT,
     Circuit,
     ComplexArray,
-    Element,
     FloatArray,
     Parallel,
-    Series,
+    elements_in,
 )
 from cellrig.protocols.rig import Spectrum
 
@@ -267,20 +266,9 @@ def _arc_groups(model: Circuit) -> dict[str, int]:
     arcs = [part for part in model.root.parts if isinstance(part, Parallel)]
     for index, group in enumerate(arcs):
         for branch in group.branches:
-            for element in _elements_of(branch):
+            for element in elements_in(branch):
                 groups[element.name] = index
     return groups
-
-
-def _elements_of(series: Series) -> list[Element]:
-    found: list[Element] = []
-    for part in series.parts:
-        if isinstance(part, Element):
-            found.append(part)
-        else:
-            for branch in part.branches:
-                found.extend(_elements_of(branch))
-    return found
 
 
 def _guess(model: Circuit, found: _Features, groups: dict[str, int],
