@@ -4,9 +4,7 @@ would look at (see docs/simulate.md)."""
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -24,6 +22,7 @@ from .simulate_output import (
     write_summary,
 )
 from .simulate_plots import FIRST_CYCLES
+from .simulate_plotter import PLOT_COLUMNS, PlotJob, Plotter
 from .simulate_run import Simulation, load_protocol_argument, load_simulated_cell, resolve, simulate
 from .simulate_timeseries import TimeSeriesWriter, columns
 
@@ -62,27 +61,20 @@ def default_folder(name: str) -> Path:
     return folder
 
 
-def _write_others(simulation: Simulation, folder: Path, file_format: str, plots: bool,
-                  dqdv_cycles: list[int]) -> list[Path]:
-    """Every file but the time series (written while the job ran); returns their paths."""
+def _write_others(simulation: Simulation, folder: Path, file_format: str) -> list[Path]:
+    """The tables, events, spectra and summary (the time series was written as the job ran)."""
     written = [write_cycles(simulation, folder), write_events(simulation, folder, file_format)]
     spectra = write_spectra(simulation, folder)
     if spectra is not None:
         written.append(spectra)
     written.append(write_summary(summary_figures(simulation), folder))
-    if plots:
-        from . import simulate_plots as plot
-
-        data = columns(simulation.blocks)
-        made = [
-            plot.plot_voltage_current(data, folder / "voltage_current.png"),
-            plot.plot_cycling(simulation.cycles, folder / "cycling.png"),
-            plot.plot_nyquist(simulation.spectra, spectrum_times(simulation),
-                              folder / "nyquist.png"),
-            plot.plot_dqdv(data, dqdv_cycles, folder / "dqdv.png"),
-        ]
-        written.extend(path for path in made if path is not None)
     return written
+
+
+def _plot_job(simulation: Simulation, folder: Path, dqdv_cycles: list[int]) -> PlotJob:
+    data = columns(simulation.blocks)
+    return PlotJob(folder, {name: data[name] for name in PLOT_COLUMNS}, simulation.cycles,
+                   simulation.spectra, spectrum_times(simulation), dqdv_cycles)
 
 
 def _last_discharged(simulation: Simulation) -> int:
@@ -146,16 +138,8 @@ def summary_lines(simulation: Simulation, figures: dict[str, Any], folder: Path,
     return lines
 
 
-def _import_plotting() -> None:
-    for module in ("matplotlib.figure", "matplotlib.backends.backend_agg"):
-        importlib.import_module(module)
-
-
 def run_simulate(args: argparse.Namespace) -> int:
     """``cellrig simulate``."""
-    if not args.no_plots:
-        # matplotlib takes a while to import; it does so while the protocol runs
-        threading.Thread(target=_import_plotting, name="import-matplotlib", daemon=True).start()
     parameters = parse_parameters(args.params)
     temperature_c = _quantity(args.temperature, Kind.TEMPERATURE, "--temperature")
     pressure_pa = _quantity(args.pressure, Kind.PRESSURE, "--pressure")
@@ -174,18 +158,25 @@ def run_simulate(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise UsageError(f"--out: cannot make the folder {folder}: {exc}") from None
     chosen = set(_dqdv_cycles(args.dqdv, 1)) if args.dqdv else {1, 2}
+    plotter = None if args.no_plots else Plotter()  # imports matplotlib while the job runs
     writer = TimeSeriesWriter(folder, args.format)
     try:
-        simulation = simulate(program, cell, temperature_c=temperature_c,
-                              pressure_pa=pressure_pa, formed=args.formed,
-                              reference_cycle=args.reference_cycle, on_samples=writer.add,
-                              keep_cycles=frozenset(chosen | set(range(1, FIRST_CYCLES + 1))))
+        try:
+            simulation = simulate(
+                program, cell, temperature_c=temperature_c, pressure_pa=pressure_pa,
+                formed=args.formed, reference_cycle=args.reference_cycle, on_samples=writer.add,
+                keep_cycles=frozenset(chosen | set(range(1, FIRST_CYCLES + 1))))
+        finally:
+            timeseries = writer.close()
+        if plotter is not None:
+            plotter.start(_plot_job(simulation, folder, _dqdv_cycles(
+                args.dqdv, _last_discharged(simulation))))
+        written = [timeseries, *_write_others(simulation, folder, args.format)]
+        if plotter is not None:
+            written.extend(plotter.finish())
     finally:
-        timeseries = writer.close()
-    last = _last_discharged(simulation)
-    dqdv_cycles = _dqdv_cycles(args.dqdv, last)
-    written = [timeseries, *_write_others(simulation, folder, args.format,
-                                          not args.no_plots, dqdv_cycles)]
+        if plotter is not None:
+            plotter.close()
     for line in summary_lines(simulation, summary_figures(simulation), folder.resolve(),
                               written):
         print(line)

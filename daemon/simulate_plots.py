@@ -34,6 +34,18 @@ FIRST_CYCLES = 3
 DPI = 110
 
 
+def preload() -> None:
+    """Import matplotlib and load its fonts (a small figure drawn and thrown away)."""
+    import io
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    figure = _figure(1.0, 1.0)
+    figure.add_subplot().set_title("0")
+    FigureCanvasAgg(figure)
+    figure.savefig(io.BytesIO(), format="png")
+
+
 def _figure(height_in: float = 4.0, width_in: float = 7.0) -> Figure:
     from matplotlib.figure import Figure
 
