@@ -6,7 +6,9 @@ VISA resource strings: ``TCPIP::<host>::5025::SOCKET`` for a raw LAN socket,
 synchronous and a session must not be used from two threads at once, so :class:`VisaLink` owns
 one resource as an ``async with`` resource and runs every call on its own single worker thread
 (one executor per resource: the calls of one instrument run in order, those of different
-instruments in parallel). ``lock`` serialises exchanges that must not interleave.
+instruments in parallel). ``lock`` serialises exchanges that must not interleave. pyvisa keeps
+one resource manager per VISA library for the whole process, shared by every link; a link
+closes its own resource only (closing the manager would close every instrument's).
 
 Timeouts. The VISA timeout (``timeout_s``) is shorter than the asyncio timeout around each call
 (``timeout_s + margin_s``): normally VISA gives up first and the worker is free again; if a call
@@ -38,6 +40,7 @@ import os
 import random
 import select
 import socket
+import threading
 from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any, NoReturn, Protocol, Self, TypeVar
@@ -58,6 +61,10 @@ _T = TypeVar("_T")
 
 #: Resynchronisation on a raw socket drains until nothing arrives for this long.
 RESYNC_QUIET_S = 0.05
+
+#: pyvisa keeps one resource manager per VISA library for the whole process; its first
+#: creation must not race between worker threads.
+_MANAGER_LOCK = threading.Lock()
 
 #: VISA status codes that mean the transport is gone rather than slow.
 _LOST_CODES = frozenset({
@@ -164,17 +171,18 @@ class VisaLink:
         self._out_of_step = False
 
     async def close(self) -> None:
-        """Close the resource and its resource manager; never raises."""
-        resource, manager = self._resource, self._manager
+        """Close the resource (not the resource manager, which every link of the process
+        shares: closing it would close them all); never raises."""
+        resource = self._resource
         self._resource = self._manager = None
         executor, self._executor = self._executor, None
         if executor is None:
             return
-        if resource is not None or manager is not None:
+        if resource is not None:
             loop = asyncio.get_running_loop()
             try:
                 await asyncio.wait_for(
-                    loop.run_in_executor(executor, _close_blocking, resource, manager),
+                    loop.run_in_executor(executor, _close_blocking, resource),
                     timeout=self.timeout_s + self.margin_s)
             except (TimeoutError, RuntimeError) as error:
                 log.warning("%s at %s: closing did not finish cleanly (%s)", self.instrument,
@@ -232,7 +240,8 @@ class VisaLink:
     def _open_blocking(self) -> tuple[pyvisa.ResourceManager,
                                       pyvisa.resources.MessageBasedResource]:
         try:
-            manager = pyvisa.ResourceManager(self.backend)
+            with _MANAGER_LOCK:  # pyvisa makes one manager per library, on first use
+                manager = pyvisa.ResourceManager(self.backend)
         except (OSError, ValueError, pyvisa.errors.Error) as error:
             raise self._error(ConnectionLost, f"no VISA library {self.backend!r}: {error}",
                               None) from error
@@ -243,17 +252,16 @@ class VisaLink:
                 timeout=round(self.timeout_s * 1000), open_timeout=round(
                     self.open_timeout_s * 1000))
         except Exception as error:  # pyvisa-py raises a bare Exception when it cannot connect
-            _close_blocking(None, manager)
             raise self._error(ConnectionLost, f"cannot open: {error}", None) from error
         if not isinstance(resource, pyvisa.resources.MessageBasedResource):
-            _close_blocking(resource, manager)
+            _close_blocking(resource)
             raise self._error(ConnectionLost, "not a message-based resource", None)
         sock = _raw_socket(resource)
         if sock is not None:
             # pyvisa-py reports a refused connection as opened: look at the socket.
             refused = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
             if refused or _socket_state(sock) == "closed":
-                _close_blocking(resource, manager)
+                _close_blocking(resource)
                 reason = os.strerror(refused) if refused else "closed at once"
                 raise self._error(ConnectionLost, f"cannot open: {reason}", None)
         return manager, resource
@@ -378,15 +386,11 @@ class VisaLink:
         return kind(message, instrument=self.instrument, address=self.address, command=command)
 
 
-def _close_blocking(resource: pyvisa.resources.Resource | None,
-                    manager: pyvisa.ResourceManager | None) -> None:
-    for closable in (resource, manager):
-        if closable is None:
-            continue
-        try:
-            closable.close()
-        except Exception as error:  # a broken session may fail to close in many ways
-            log.debug("closing %r: %s", closable, error)
+def _close_blocking(resource: pyvisa.resources.Resource) -> None:
+    try:
+        resource.close()
+    except Exception as error:  # a broken session may fail to close in many ways
+        log.debug("closing %r: %s", resource, error)
 
 
 def _raw_socket(resource: pyvisa.resources.Resource) -> socket.socket | None:
