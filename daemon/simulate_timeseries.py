@@ -1,10 +1,10 @@
 """The time series file of a simulated job, written while the job runs.
 
-Sample blocks are gathered until a row group's worth (:data:`ROWS_PER_GROUP`) has come, then
-turned into an Arrow table and written — Parquet or CSV — by a worker thread. pyarrow does its
-work without holding the interpreter, so the file is written on the machine's second core
-while the engine and the model go on, and the samples never have to be gathered into one
-table at the end.
+Sample blocks are gathered until a row group's worth (:data:`ROWS_PER_GROUP`) has come and
+turned into an Arrow table (array copies, quick); a worker thread encodes and writes it —
+Parquet or CSV. pyarrow encodes without holding the interpreter, so that part runs on the
+machine's second core while the engine and the model go on, and the samples never have to be
+gathered into one table at the end.
 """
 
 from __future__ import annotations
@@ -74,30 +74,35 @@ class TimeSeriesWriter:
     def _flush(self) -> None:
         blocks, self._pending, self._pending_rows = self._pending, [], 0
         self.rows += sum(len(block) for block in blocks)
-        self._writes.append(self._pool.submit(self._write, blocks))
+        table = self._table(blocks)  # numpy and Arrow arrays: quick, here
+        self._writes.append(self._pool.submit(self._write, table))  # encoding: the worker
         for done in [future for future in self._writes if future.done()]:
             done.result()  # a failed write fails the job now, not at the end
             self._writes.remove(done)
 
-    def _write(self, blocks: list[SampleBlock]) -> None:
+    def _table(self, blocks: list[SampleBlock]) -> Any:
         import pyarrow as pa
 
         data = columns(blocks)
-        arrays = {name: pa.array(values) for name, values in data.items()}
-        arrays["Step Type"] = pa.DictionaryArray.from_arrays(
+        # the concatenated columns are fresh and contiguous: wrapped, not copied again
+        arrays = {name: pa.Array.from_buffers(pa.from_numpy_dtype(values.dtype), len(values),
+                                              [None, pa.py_buffer(values)])
+                  for name, values in data.items() if name != "Step Type"}
+        step_type = pa.DictionaryArray.from_arrays(
             pa.array(data["Step Type"], type=pa.int8()), pa.array(STEP_TYPES, type=pa.string()))
-        if self.file_format == "csv":
-            from pyarrow import csv as pa_csv
+        arrays["Step Type"] = (step_type.cast(pa.string()) if self.file_format == "csv"
+                               else step_type)
+        return pa.table({name: arrays[name] for name in COLUMNS})
 
-            arrays["Step Type"] = arrays["Step Type"].cast(pa.string())
-            table = pa.table(arrays)
-            if self._writer is None:
+    def _write(self, table: Any) -> None:
+        if self._writer is None:
+            if self.file_format == "csv":
+                from pyarrow import csv as pa_csv
+
                 self._writer = pa_csv.CSVWriter(self.path, table.schema)
-        else:
-            import pyarrow.parquet as pq
+            else:
+                import pyarrow.parquet as pq
 
-            table = pa.table(arrays)
-            if self._writer is None:
                 self._writer = pq.ParquetWriter(self.path, table.schema, compression="snappy",
                                                 use_dictionary=list(DICTIONARY_COLUMNS))
         self._writer.write_table(table)
