@@ -36,13 +36,13 @@ import asyncio
 import logging
 import math
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
 import numpy as np
 
 from cellrig.drivers.backoff import Backoff
+from cellrig.drivers.keithley2450_buffered import BufferedRun
 from cellrig.drivers.keithley2450_models import (
     MODELS,
     ChannelLimits,
@@ -60,7 +60,6 @@ from cellrig.drivers.keithley2450_setup import (
     SettingRefused,
     SourceSetting,
     configuration_commands,
-    number,
     setting_commands,
     source_setting,
 )
@@ -81,20 +80,8 @@ log = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
 
-#: Readings a trigger-model loop takes before the driver loads the next one.
-BUFFERED_CHUNK = 50_000
 #: At most this many errors are read from the queue in one go.
 MAX_ERRORS = 32
-
-
-@dataclass
-class _BufferedRun:
-    """A running ``SimpleLoop``: its size and how many readings were fetched."""
-
-    count: int
-    delay_s: float
-    interval_s: float
-    fetched: int = 0
 
 
 class Keithley2450:
@@ -124,7 +111,7 @@ class Keithley2450:
         self._output_on = False
         self._command = Command(Mode.OFF)
         self._pending: Block | None = None
-        self._buffered: _BufferedRun | None = None
+        self._buffered: BufferedRun | None = None
         self._configured = False
         self._last_voltage_v: float | None = None
         self._lead_s = 0.0
@@ -249,7 +236,7 @@ class Keithley2450:
     async def apply(self, command: Command) -> float:
         """Set the source and take the first reading; returns its instrument time."""
         if not self._configured:
-            raise self._error(ConnectionLost, "not configured (use 'async with')", None)
+            raise self._error(InstrumentError, "not configured (use 'async with')", None)
         try:
             setting = source_setting(command, self.limits, self._last_voltage_v)
         except SettingRefused as refused:
@@ -364,15 +351,11 @@ class Keithley2450:
         return Block(times, np.asarray(voltage, dtype=float), np.asarray(current, dtype=float))
 
     async def _start_buffered(self, interval_s: float) -> None:
-        """Load and start a ``SimpleLoop`` that measures every ``interval_s`` into defbuffer1."""
-        delay_s = max(0.0, interval_s - self.measure_time_s)
-        # The buffer is cleared here too: the template's own clear runs once the model has
-        # started, and a count read before it would name readings about to vanish.
-        await self.transport.write(
-            f':TRIG:LOAD "SimpleLoop", {BUFFERED_CHUNK}, {number(delay_s)}, "defbuffer1";'
-            ':TRAC:CLE "defbuffer1";:INIT')
-        self.timebase.restart(lead_s=delay_s + self.measure_time_s)
-        self._buffered = _BufferedRun(BUFFERED_CHUNK, delay_s, interval_s)
+        """Load and start a loop that measures every ``interval_s`` into defbuffer1."""
+        run = BufferedRun.every(interval_s, self.measure_time_s)
+        await self.transport.write(run.start_message)
+        self.timebase.restart(lead_s=run.delay_s + self.measure_time_s)
+        self._buffered = run
 
     async def _stop_buffered(self) -> None:
         if self._buffered is not None:
@@ -382,33 +365,17 @@ class Keithley2450:
     async def _read_buffered(self) -> Block:
         run = self._buffered
         assert run is not None
-        poll_s = min(max(run.interval_s * 20, 0.02), 0.5) / self.timebase.time_scale
         while True:
-            await asyncio.sleep(max(poll_s, 0.001))
+            await asyncio.sleep(run.poll_host_s(self.timebase.time_scale))
             async with self.transport.lock:
                 if self._buffered is not run:
                     raise self._error(InstrumentError, "the buffered acquisition was stopped",
                                       None)
-                query = ':TRAC:ACT:END? "defbuffer1";:SYST:ERR:COUN?'
-                reply = await self.transport.query(query)
-                counts = parse_numbers(reply.replace(";", ","))
-                if counts is None or len(counts) != 2:
-                    raise self._error(MalformedReply, f"not a buffer count: {reply!r}", query)
-                end, errors = int(counts[0]), int(counts[1])
-                if errors:
-                    await self._check_errors([query])
-                if end <= run.fetched:
+                table = await run.fetch(self.transport, self._check_errors, self._error)
+                if table is None:
                     continue
-                fetch = (f':TRAC:DATA? {run.fetched + 1}, {end}, "defbuffer1", '
-                         f"READ, SOUR, REL")
-                numbers = parse_numbers(await self.transport.query(fetch))
-                if numbers is None or len(numbers) != 3 * (end - run.fetched):
-                    raise self._error(MalformedReply, "not the buffered readings", fetch)
-                run.fetched = end
-                table = np.array(numbers).reshape(-1, 3)
                 block = self._block(table[:, 0], table[:, 1], table[:, 2], self._setting)
-                if end >= run.count:
-                    self._buffered = None
+                if run.complete:
                     await self._start_buffered(run.interval_s)
                 return block
 
