@@ -50,6 +50,25 @@ def columns(blocks: list[SampleBlock]) -> dict[str, np.ndarray]:
     return {name: data[name] for name in COLUMNS}
 
 
+def _wrap(values: np.ndarray) -> Any:
+    """A contiguous numpy array as an Arrow array, sharing its memory. (Built from buffers:
+    ``pyarrow.array`` would also import pandas, half a second, to check for its types.)"""
+    import pyarrow as pa
+
+    return pa.Array.from_buffers(pa.from_numpy_dtype(values.dtype), len(values),
+                                 [None, pa.py_buffer(np.ascontiguousarray(values))])
+
+
+def _step_dictionary() -> Any:
+    """:data:`STEP_TYPES` as an Arrow string array (from buffers, as in :func:`_wrap`)."""
+    import pyarrow as pa
+
+    offsets = np.cumsum([0, *(len(name) for name in STEP_TYPES)], dtype=np.int32)
+    text = "".join(STEP_TYPES).encode()
+    return pa.Array.from_buffers(pa.string(), len(STEP_TYPES),
+                                 [None, pa.py_buffer(offsets), pa.py_buffer(text)])
+
+
 class TimeSeriesWriter:
     """Writes sample blocks to ``timeseries.parquet`` (or ``.csv``) in ``folder`` as they come;
     :meth:`close` writes the rest and returns the path."""
@@ -84,12 +103,8 @@ class TimeSeriesWriter:
         import pyarrow as pa
 
         data = columns(blocks)
-        # the concatenated columns are fresh and contiguous: wrapped, not copied again
-        arrays = {name: pa.Array.from_buffers(pa.from_numpy_dtype(values.dtype), len(values),
-                                              [None, pa.py_buffer(values)])
-                  for name, values in data.items() if name != "Step Type"}
-        step_type = pa.DictionaryArray.from_arrays(
-            pa.array(data["Step Type"], type=pa.int8()), pa.array(STEP_TYPES, type=pa.string()))
+        arrays = {name: _wrap(values) for name, values in data.items()}
+        step_type = pa.DictionaryArray.from_arrays(arrays["Step Type"], _step_dictionary())
         arrays["Step Type"] = (step_type.cast(pa.string()) if self.file_format == "csv"
                                else step_type)
         return pa.table({name: arrays[name] for name in COLUMNS})
