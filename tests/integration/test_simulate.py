@@ -4,6 +4,7 @@ the error paths; files read back with pyarrow and csv."""
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import subprocess
@@ -15,6 +16,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from cellrig.daemon.cli import main
+from cellrig.daemon.simulate_run import (
+    load_protocol_argument,
+    load_simulated_cell,
+    resolve,
+    simulate,
+)
 from cellrig.protocols.engine.output import COLUMNS
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -136,3 +143,22 @@ def test_bad_flags_are_usage_errors(tmp_path: Path) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(["simulate", "formation", "--temperature", "hot"])
     assert exit_info.value.code == 2
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_bar_on_a_terminal_only() -> None:
+    cell = load_simulated_cell(None)
+    program, _ = resolve(load_protocol_argument("long-cycling"), cell, {"cycles": "20"})
+    assert program is not None
+    terminal, pipe = _Terminal(), io.StringIO()
+    simulate(program, cell, stream=terminal)
+    simulate(program, cell, stream=pipe)
+    drawn = terminal.getvalue()
+    assert drawn.startswith("\rlong-cycling [")
+    assert drawn.endswith(" h simulated\n")
+    assert "[" + "#" * 30 + "] 100%" in drawn
+    assert pipe.getvalue() == ""
