@@ -34,12 +34,6 @@ def step_codes(values: np.ndarray) -> np.ndarray:
     return np.array([_STEP_CODES[value] for value in values.tolist()], dtype=np.int8)
 
 
-def step_type_names(codes: np.ndarray) -> np.ndarray:
-    """Step Type codes back to their names."""
-    names: np.ndarray = np.asarray(STEP_TYPES, dtype=object)[codes]
-    return names
-
-
 def columns(blocks: list[SampleBlock]) -> dict[str, np.ndarray]:
     """The samples of the blocks, one array per column; ``Step Type`` as codes."""
     data = {name: np.concatenate([block.columns[name] for block in blocks])
