@@ -166,11 +166,11 @@ def run_simulate(args: argparse.Namespace) -> int:
                 program, cell, temperature_c=temperature_c, pressure_pa=pressure_pa,
                 formed=args.formed, reference_cycle=args.reference_cycle, on_samples=writer.add,
                 keep_cycles=frozenset(chosen | set(range(1, FIRST_CYCLES + 1))))
+            if plotter is not None:  # the child draws while the files are written
+                plotter.start(_plot_job(simulation, folder, _dqdv_cycles(
+                    args.dqdv, _last_discharged(simulation))))
         finally:
             timeseries = writer.close()
-        if plotter is not None:
-            plotter.start(_plot_job(simulation, folder, _dqdv_cycles(
-                args.dqdv, _last_discharged(simulation))))
         written = [timeseries, *_write_others(simulation, folder, args.format)]
         if plotter is not None:
             written.extend(plotter.finish())

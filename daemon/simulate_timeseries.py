@@ -1,10 +1,11 @@
 """The time series file of a simulated job, written while the job runs.
 
-Sample blocks are gathered until a row group's worth (:data:`ROWS_PER_GROUP`) has come and
-turned into an Arrow table (array copies, quick); a worker thread encodes and writes it —
-Parquet or CSV. pyarrow encodes without holding the interpreter, so that part runs on the
-machine's second core while the engine and the model go on, and the samples never have to be
-gathered into one table at the end.
+Sample blocks are held until :data:`HELD_ROWS` have come (a thousand cycles sampled every
+10 s fit), then handed over in row groups of :data:`ROWS_PER_GROUP`: each turned into an Arrow
+table from the numpy buffers, then encoded and written — Parquet or CSV — by a worker thread
+(pyarrow encodes without holding the interpreter). A run that fits is written at its end,
+while the plots are drawn, so the writing does not slow the job down; a longer one is written
+as it runs, and memory stays bounded.
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ _STEP_CODES = {name: code for code, name in enumerate(STEP_TYPES)}
 DICTIONARY_COLUMNS = ("Step Type", "Cycle Count / 1", "Step Count / 1", "Step ID")
 #: Samples per Parquet row group (and per write).
 ROWS_PER_GROUP = 1 << 17
+#: Samples held before they are written while the job runs (about 400 MB); fewer are all
+#: written at the end, when the job no longer needs the processor.
+HELD_ROWS = 1 << 21
 
 
 def step_codes(values: np.ndarray) -> np.ndarray:
@@ -78,14 +82,29 @@ class TimeSeriesWriter:
         self._writer: Any = None
 
     def add(self, block: SampleBlock) -> None:
-        """Take a block; hand a row group to the worker once there is one."""
+        """Take a block; write row groups once more than :data:`HELD_ROWS` wait."""
         self._pending.append(block)
         self._pending_rows += len(block)
-        if self._pending_rows >= ROWS_PER_GROUP:
-            self._flush()
+        if self._pending_rows >= HELD_ROWS:
+            self._flush_groups(keep_last=True)
 
-    def _flush(self) -> None:
-        blocks, self._pending, self._pending_rows = self._pending, [], 0
+    def _flush_groups(self, keep_last: bool) -> None:
+        """Hand the held blocks over in row groups (all, or all but a last partial one)."""
+        held, self._pending, self._pending_rows = self._pending, [], 0
+        group: list[SampleBlock] = []
+        rows = 0
+        for block in held:
+            group.append(block)
+            rows += len(block)
+            if rows >= ROWS_PER_GROUP:
+                self._flush(group)
+                group, rows = [], 0
+        if keep_last:
+            self._pending, self._pending_rows = group, rows
+        elif group or (self._writer is None and not self._writes):
+            self._flush(group)
+
+    def _flush(self, blocks: list[SampleBlock]) -> None:
         self.rows += sum(len(block) for block in blocks)
         table = self._table(blocks)  # numpy and Arrow arrays: quick, here
         self._writes.append(self._pool.submit(self._write, table))  # encoding: the worker
@@ -119,8 +138,7 @@ class TimeSeriesWriter:
     def close(self) -> Path:
         """Write what is left, wait for the worker, close the file."""
         try:
-            if self._pending or (self._writer is None and not self._writes):
-                self._flush()
+            self._flush_groups(keep_last=False)
             for future in self._writes:
                 future.result()
         finally:

@@ -15,6 +15,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from cellrig.daemon import simulate_timeseries as timeseries
 from cellrig.daemon.cli import main
 from cellrig.daemon.simulate_run import (
     load_protocol_argument,
@@ -22,7 +23,7 @@ from cellrig.daemon.simulate_run import (
     resolve,
     simulate,
 )
-from cellrig.protocols.engine.output import COLUMNS
+from cellrig.protocols.engine.output import COLUMNS, SampleBlock
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -162,3 +163,40 @@ def test_progress_bar_on_a_terminal_only() -> None:
     assert drawn.endswith(" h simulated\n")
     assert "[" + "#" * 30 + "] 100%" in drawn
     assert pipe.getvalue() == ""
+
+
+@pytest.mark.parametrize("file_format", ["parquet", "csv"])
+def test_time_series_written_in_row_groups_while_held_rows_overflow(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, file_format: str) -> None:
+    monkeypatch.setattr(timeseries, "ROWS_PER_GROUP", 50)
+    monkeypatch.setattr(timeseries, "HELD_ROWS", 120)
+    writer = timeseries.TimeSeriesWriter(tmp_path, file_format)
+    kinds = ["CC_CHG", "REST", "CV_DCH"]
+    for index in range(30):  # 30 blocks of 7 samples, one of them of mixed step types
+        times = np.arange(index * 7, index * 7 + 7, dtype=float)
+        columns: dict[str, np.ndarray] = {name: times.copy() for name in COLUMNS}
+        for name in ("Cycle Count / 1", "Step Count / 1", "Step ID"):
+            columns[name] = np.full(7, index, dtype=np.int64)
+        step_type = np.empty(7, dtype=object)
+        step_type[:] = kinds[index % 3]
+        if index == 4:
+            step_type[3:] = "CV_CHG"
+        columns["Step Type"] = step_type
+        writer.add(SampleBlock(columns))
+        if index == 20:
+            assert writer.rows >= 100  # written while more blocks were still coming
+    path = writer.close()
+    if file_format == "parquet":
+        parquet = pq.ParquetFile(path)
+        assert parquet.metadata.num_row_groups >= 4
+        table = parquet.read()
+        time_s = table.column("Test Time / s").to_numpy()
+        step_types = table.column("Step Type").to_pylist()
+    else:
+        with path.open(encoding="utf-8") as handle:
+            rows = list(csv.DictReader(handle))
+        time_s = np.array([float(row["Test Time / s"]) for row in rows])
+        step_types = [row["Step Type"] for row in rows]
+    assert np.array_equal(time_s, np.arange(210, dtype=float))
+    assert step_types[28:35] == ["REST"] * 3 + ["CV_CHG"] * 4
+    assert step_types[:7] == ["CC_CHG"] * 7 and step_types[7:14] == ["REST"] * 7
