@@ -79,6 +79,8 @@ class WriterStats:
     backpressure_wait_s: float = 0.0
     dropped: int = 0
     """items refused by the database (logged), never retried"""
+    wal_syncs: int = 0
+    """timed WAL checkpoints (each syncs the WAL to the disk first)"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +93,9 @@ class WriterSettings:
     retry_delay_s: float = 0.25
     """the first wait after a failed write; doubled up to ``max_retry_delay_s``"""
     max_retry_delay_s: float = 30.0
+    sync_interval_s: float | None = 30.0
+    """a WAL checkpoint (which syncs the WAL to the disk) at least this often after a
+    commit: with ``synchronous=NORMAL`` it bounds what a power loss can take"""
 
 
 class Writer:
@@ -260,6 +265,7 @@ class _Transactions:
         self.pending: deque[tuple[float, Operation | Call[Any]]] = deque()
         self.deadline: float | None = None
         self.urgent = False
+        self.last_sync = time.monotonic()
 
     def run(self) -> None:
         settings = self.writer.settings
@@ -341,6 +347,15 @@ class _Transactions:
         self.open_bytes = 0
         self.deadline = None
         self.urgent = False
+        interval = self.writer.settings.sync_interval_s
+        if interval is not None and done - self.last_sync >= interval:
+            self.last_sync = time.monotonic()
+            try:
+                self.connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            except sqlite3.OperationalError as exc:  # tried again at the next interval
+                log.warning("store %s: WAL checkpoint failed: %s", self.writer.path, exc)
+            else:
+                stats.wal_syncs += 1
 
     def _recover(self, error: sqlite3.OperationalError, stopping: bool) -> None:
         """Roll back, wait, apply the open transaction's items again and commit; with

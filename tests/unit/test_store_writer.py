@@ -148,3 +148,16 @@ def test_a_refused_job_change_fails_only_that_call(tmp_path: Path) -> None:
         sink.samples(block(2.0, 2))
         store.flush()
         assert store.reader().sample_count(job_id) == 4
+
+
+def test_the_wal_is_synced_on_time(tmp_path: Path) -> None:
+    settings = WriterSettings(sync_interval_s=0.0)
+    with Store.open(tmp_path / "station.db", settings=settings) as store:
+        job_id = store.add_job("A1", provenance())
+        store.sink(job_id).samples(block(0.0, 10))
+        store.flush()
+    assert store.stats.wal_syncs == store.stats.commits >= 2  # counted once the writer ended
+    with Store.open(tmp_path / "other.db", settings=WriterSettings(sync_interval_s=None)) as store:
+        store.add_job("A1", provenance())
+        store.flush()
+    assert store.stats.wal_syncs == 0
