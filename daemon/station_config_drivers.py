@@ -26,6 +26,8 @@ from cellrig.drivers.mark10 import NEWTONS_PER_UNIT
 from cellrig.drivers.palmsens_ranges import MODELS as PALMSENS_MODELS
 from cellrig.drivers.watlow_registers import WordOrder
 from cellrig.protocols.quantities import Kind
+from cellrig.protocols.suggest import did_you_mean
+from cellrig.simulators.cell_params import builtin_cells
 
 from .station_config_fields import Section
 from .station_config_model import Driver, Role
@@ -149,9 +151,19 @@ def _unit_id(section: Section, key: str) -> str | None:
 
 
 def _cell(section: Section, key: str) -> str | None:
-    return section.text(key, required=False, what="a cell definition",
-                        example=f'{key} = "paper-pouch-0.6Ah"', pattern=_CELL_NAME_RE,
-                        expected="the name of a cell definition or a path to one")
+    """A built-in cell definition's name, or a path to a definition file."""
+    value = section.text(key, required=False, what="a cell definition",
+                         example=f'{key} = "paper-pouch-0.6Ah"', pattern=_CELL_NAME_RE,
+                         expected="the name of a cell definition or a path to one")
+    if value is None or "/" in value or value.endswith(".yaml"):
+        return value
+    names = list(builtin_cells())
+    if value not in names:
+        section.wrong(key, f"there is no built-in cell {value!r}{did_you_mean(value, names)}",
+                      f"one of {', '.join(names)}, or a path to a cell definition",
+                      f'{key} = "{names[0]}"')
+        return None
+    return value
 
 
 _TIMEOUT = Option("timeout_s", _duration, what="how long to wait for a reply")

@@ -175,3 +175,11 @@ def test_addresses_that_are_no_visa_resource(address: str) -> None:
                          f'driver = "keithley2450"\naddress = "{address}"')
     with pytest.raises(ConfigError, match="is not a VISA resource"):
         load_station_text(text)
+
+
+def test_the_model_names_a_built_in_cell_or_a_file() -> None:
+    with pytest.raises(ConfigError, match=r"there is no built-in cell 'paper-pouch' \(did you "
+                                          r"mean 'paper-pouch-0.6Ah'\?\)"):
+        load_station_text(SMALL.replace('"paper-pouch-0.6Ah"', '"paper-pouch"'))
+    config = load_station_text(SMALL.replace('"paper-pouch-0.6Ah"', '"cells/my-cell.yaml"'))
+    assert config.instruments["bench"].options["cell"] == "cells/my-cell.yaml"
