@@ -311,8 +311,8 @@ class ChannelReader:
             if "range" not in raw:
                 inner.missing("range", "[low, high]")
                 return None
-            pair = self.pair(inner, "range", kind, example, f"{key} range")
-            warn = (self.pair(inner, "warn", kind, example, f"{key} warning")
+            pair = inner.pair("range", kind, label=f"{key} range", example=example)
+            warn = (inner.pair("warn", kind, label=f"{key} warning", example=example)
                     if "warn" in raw else None)
             delay = inner.quantity("delay", Kind.TIME, what="delay",
                                    example='delay = "2 s"') or 0.0
@@ -322,29 +322,11 @@ class ChannelReader:
                             "warn = [low, high] within range", inner.example)
                 return None
         else:
-            pair = self.pair(section, key, kind, example, f"{key} limit")
+            pair = section.pair(key, kind, label=f"{key} limit", example=example)
         if pair is None:
             return None
         return Limit(pair[0], pair[1], None if warn is None else warn[0],
                      None if warn is None else warn[1], delay)
-
-    def pair(self, section: Section, key: str, kind: Kind, example: str,
-             label: str) -> tuple[float, float] | None:
-        raw = section.mapping.get(key)
-        if not isinstance(raw, list) or len(raw) != 2:
-            section.wrong(key, f"the {label} must be [low, high]", f"two {kind.value}s",
-                          example)
-            return None
-        items = Section(self.findings, section.at(key), {}, section.name, example)
-        low, high = (items.quantity(index, kind, what=label, value=value, example=example)
-                     for index, value in enumerate(raw))
-        if low is None or high is None:
-            return None
-        if not low < high:
-            section.wrong(key, f"{label}: the low end must be below the high end",
-                          "[low, high]", example)
-            return None
-        return (low, high)
 
     def maximum(self, section: Section, key: str) -> Limit | None:
         raw = section.mapping.get(key)

@@ -83,21 +83,8 @@ def _baudrate(section: Section, key: str) -> int | None:
 
 
 def _temperature_range(section: Section, key: str) -> tuple[float, float] | None:
-    value = section.mapping.get(key)
-    example = f'{key} = ["-40 degC", "180 degC"]'
-    if not isinstance(value, list) or len(value) != 2:
-        section.wrong(key, f"{key} must be [lowest, highest]", "two temperatures", example)
-        return None
-    items = Section(section.findings, section.at(key), {}, section.name, example)
-    low, high = (items.quantity(index, Kind.TEMPERATURE, what=key, value=item,
-                                example=example) for index, item in enumerate(value))
-    if low is None or high is None:
-        return None
-    if not low < high:
-        section.wrong(key, f"{key}: the lowest temperature must be below the highest",
-                      "[lowest, highest]", example)
-        return None
-    return (low, high)
+    return section.pair(key, Kind.TEMPERATURE, label=key,
+                        example=f'{key} = ["-40 degC", "180 degC"]')
 
 
 def _choice(*choices: str, what: str) -> Callable[[Section, str], str | None]:

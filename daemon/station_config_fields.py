@@ -216,6 +216,24 @@ class Section:
             return None
         return parsed
 
+    def pair(self, key: str, kind: Kind, *, label: str,
+             example: str) -> tuple[float, float] | None:
+        """``[low, high]``: two quantities of ``kind``, the first below the second."""
+        raw = self.mapping.get(key)
+        if not isinstance(raw, list) or len(raw) != 2:
+            self.wrong(key, f"the {label} must be [low, high]", f"two {kind.value}s", example)
+            return None
+        items = Section(self.findings, self.at(key), {}, self.name, example)
+        low, high = (items.quantity(index, kind, what=label, value=value, example=example)
+                     for index, value in enumerate(raw))
+        if low is None or high is None:
+            return None
+        if not low < high:
+            self.wrong(key, f"{label}: the low end must be below the high end", "[low, high]",
+                       example)
+            return None
+        return (low, high)
+
     def force(self, key: str, *, what: str, required: bool = False) -> float | None:
         """A force in newtons (the protocol language has no forces, the jig has)."""
         raw = self.mapping.get(key)
