@@ -224,7 +224,8 @@ def test_reopening_keeps_everything_and_continues_the_ids(tmp_path: Path) -> Non
         sink.checkpoint({"n": 4})
         sink.samples(block(4.0, 3))
     with Store.open(path) as store:
-        (running,) = store.reader().unfinished_jobs()
+        with store.reader() as reader:
+            (running,) = reader.unfinished_jobs()
         assert (running.id, running.state) == (job_id, JobState.RUNNING)
         sink = store.sink(job_id)
         sink.samples(block(7.0, 2))
@@ -249,7 +250,8 @@ def test_ids_are_never_used_twice_even_after_rows_were_deleted(tmp_path: Path) -
         job_id = store.add_job("A2", provenance())
         store.sink(job_id).samples(block(0.0, 2))
         store.flush()
-        assert store.reader().samples(job_id).ids.tolist() == [6, 7]
+        with store.reader() as reader:
+            assert reader.samples(job_id).ids.tolist() == [6, 7]
 
 
 def test_job_states_follow_the_life_of_a_job(tmp_path: Path) -> None:

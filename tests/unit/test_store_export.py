@@ -58,7 +58,8 @@ def test_the_csv_has_the_bdf_headers_and_the_stored_values(
     assert lines[0] == ",".join(COLUMNS)
     assert len(lines) == 1 + 35
     table = pa_csv.read_csv(files[0])
-    stored = store.reader().samples(job_id)
+    with store.reader() as reader:
+        stored = reader.samples(job_id)
     assert table.column_names == list(COLUMNS)
     for name in COLUMNS:
         values = table.column(name).to_pylist()
@@ -75,7 +76,8 @@ def test_the_parquet_file_holds_the_table_and_the_provenance(
         exported: tuple[Store, int, list[Path]]) -> None:
     store, job_id, files = exported
     table = pq.read_table(files[1])
-    assert table.equals(store.reader().samples_table(job_id))
+    with store.reader() as reader:
+        assert table.equals(reader.samples_table(job_id))
     metadata = json.loads(table.schema.metadata[b"cellrig"])
     assert metadata["job"] == job_id
     assert metadata["protocol_text"] == PROTOCOL_TEXT
@@ -92,7 +94,8 @@ def test_the_cycle_table_and_provenance(exported: tuple[Store, int, list[Path]])
     assert rows[1][-1] == ""  # no reference cycle
     document = json.loads(files[3].read_text(encoding="utf-8"))
     assert document["state"] == "running"
-    assert document["program_sha256"] == store.reader().job(job_id).provenance.program_sha256
+    with store.reader() as reader:
+        assert document["program_sha256"] == reader.job(job_id).provenance.program_sha256
     assert document["program"]["name"] == "engine-test"
 
 
@@ -100,8 +103,9 @@ def test_one_format_only(tmp_path: Path) -> None:
     with Store.open(tmp_path / "station.db") as store:
         job_id = store.add_job("A1", provenance())
         store.flush()
-        files = export_job(store.reader(), job_id, tmp_path / "out",
-                           formats=[ExportFormat.BDF_PARQUET])
+        with store.reader() as reader:
+            files = export_job(reader, job_id, tmp_path / "out",
+                               formats=[ExportFormat.BDF_PARQUET])
     assert [path.suffixes[-2:] for path in files] == [
         [".bdf", ".parquet"], [".cycles", ".csv"], [".provenance", ".json"]]
     assert pq.read_table(files[0]).num_rows == 0
