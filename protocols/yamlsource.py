@@ -211,13 +211,20 @@ def _too_deep(text: str) -> Mark | None:
     if sum(text.count(char) for char in "[{-:?") <= _SAFE_COMPOSE_DEPTH:
         return None
     depth = 0
-    for event in yaml.parse(text, Loader=_LOADER):
-        if isinstance(event, yaml.CollectionStartEvent):
-            depth += 1
-            if depth > MAX_DEPTH:
-                return event.start_mark
-        elif isinstance(event, yaml.CollectionEndEvent):
-            depth -= 1
+    try:
+        for event in yaml.parse(text, Loader=_LOADER):
+            if isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    return event.start_mark
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
+    except MarkedYAMLError as exc:
+        # libyaml 0.2.5+ refuses deep flow nesting in its scanner, which reads ahead of the
+        # events: that is the same finding, reported where libyaml gave up.
+        if "nesting depth" in str(exc.problem) and exc.problem_mark is not None:
+            return exc.problem_mark
+        raise
     return None
 
 

@@ -78,7 +78,9 @@ class Chamber:
         direction = 1.0 if gap >= 0 else -1.0
         linear_span = max(abs(gap) - ramp * tau, 0.0)
         ramp_time = linear_span / ramp if math.isfinite(ramp) and ramp > 0 else 0.0
-        linear = self._start_c + direction * ramp * np.minimum(elapsed, ramp_time)
+        # an unlimited ramp (door open) has no linear piece; inf·0 would give NaN
+        rate = ramp if math.isfinite(ramp) else 0.0
+        linear = self._start_c + direction * rate * np.minimum(elapsed, ramp_time)
         after = np.maximum(elapsed - ramp_time, 0.0)
         remaining = target - (self._start_c + direction * linear_span)
         exponential = target - remaining * np.exp(-after / tau)
