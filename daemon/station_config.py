@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from cellrig.errors import ConfigError, Diagnostic, Severity, SourceLocation
+from cellrig.protocols.quantities import Kind
 
 from .station_config_channels import CHANNEL_EXAMPLE, ChannelReader
 from .station_config_drivers import DRIVERS, IN_PROCESS
@@ -273,7 +274,8 @@ class _StationReader:
         if mqtt_table is not None:
             broker = Section(self.findings, ("sinks", "mqtt"), mqtt_table, "[sinks.mqtt]",
                              SINKS_EXAMPLE.split("\n\n")[1])
-            broker.check_keys(("url", "topic_prefix", "username", "password_file"))
+            broker.check_keys(("url", "topic_prefix", "username", "password_file", "ca_file",
+                               "cert_file", "key_file", "telemetry_interval"))
             url = broker.text("url", required=True, what="an mqtt:// or mqtts:// URL",
                               example='url = "mqtts://broker.lab.example:8883"',
                               pattern=_MQTT_RE)
@@ -285,10 +287,38 @@ class _StationReader:
             password = broker.text("password_file", required=False,
                                    what="the file holding the password",
                                    example='password_file = "/etc/cellrig/mqtt.password"')
-            if url and (prefix or "topic_prefix" not in mqtt_table):
+            tls = self.mqtt_tls(broker, url)
+            interval_s = broker.quantity("telemetry_interval", Kind.TIME, positive=True,
+                                         what="telemetry_interval",
+                                         example='telemetry_interval = "1 s"')
+            if (url and (prefix or "topic_prefix" not in mqtt_table) and tls is not None
+                    and (interval_s is not None or "telemetry_interval" not in mqtt_table)):
                 mqtt = MqttSinkConfig(url, prefix or "cellrig", username,
-                                      None if password is None else self.path(password))
+                                      None if password is None else self.path(password),
+                                      *tls, telemetry_interval_s=interval_s or 1.0)
         return influxdb, mqtt
+
+    def mqtt_tls(self, broker: Section, url: str | None
+                 ) -> tuple[Path | None, Path | None, Path | None] | None:
+        """``ca_file``, ``cert_file`` and ``key_file`` of [sinks.mqtt] (None if one is wrong):
+        TLS files need an ``mqtts://`` URL, and a client certificate needs its key."""
+        files: list[Path | None] = []
+        complete = True
+        for key in ("ca_file", "cert_file", "key_file"):
+            text = broker.text(key, required=False, what="a PEM file",
+                               example=f'{key} = "/etc/cellrig/mqtt-{key[:-5]}.pem"')
+            complete = complete and (text is not None or key not in broker.mapping)
+            if text is not None and url is not None and not url.startswith("mqtts://"):
+                broker.wrong(key, f"{key} is for TLS, which needs an mqtts:// url",
+                             "url = \"mqtts://HOST:8883\" with TLS files, or no TLS files",
+                             'url = "mqtts://broker.lab.example:8883"')
+                complete = False
+            files.append(None if text is None else self.path(text))
+        if (files[1] is None) != (files[2] is None) and complete:
+            missing = "key_file" if files[2] is None else "cert_file"
+            broker.missing(missing, "a client certificate needs both cert_file and key_file")
+            complete = False
+        return (files[0], files[1], files[2]) if complete else None
 
     def unused(self, drivers: Mapping[str, Driver], referenced: set[str]) -> None:
         for name in drivers:

@@ -105,12 +105,20 @@ class InfluxDbSinkConfig:
 
 @dataclass(frozen=True, slots=True)
 class MqttSinkConfig:
-    """The broker live values and commands go through (read from the file, not used yet)."""
+    """The broker live values and commands go through (docs/mqtt.md). ``mqtts://`` URLs use
+    TLS: ``ca_file`` names the authority that signed the broker's certificate (the system's
+    authorities when None), ``cert_file`` and ``key_file`` a client certificate for brokers
+    that ask for one. Telemetry goes out at most once per ``telemetry_interval_s`` per
+    channel, with the latest values."""
 
     url: str
     topic_prefix: str = "cellrig"
     username: str | None = None
     password_file: Path | None = None
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    telemetry_interval_s: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)
