@@ -11,6 +11,7 @@ formed cell.
 from __future__ import annotations
 
 import asyncio
+import math
 import sys
 import time
 from collections.abc import Callable
@@ -255,7 +256,9 @@ def simulate(program: Program, cell: SimulatedCell, *, temperature_c: float = 25
         if formed:
             await _form(rig, cell)
         clock = BenchWallClock(rig, start_unix)
-        return await Engine(program, rig, sink, clock, reference_cycle=reference_cycle).run()
+        # nothing resumes a simulation: one checkpoint at the end instead of one per step
+        return await Engine(program, rig, sink, clock, reference_cycle=reference_cycle,
+                            checkpoint_every_s=math.inf).run()
 
     started = time.perf_counter()
     outcome = asyncio.run(job())

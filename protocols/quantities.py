@@ -177,8 +177,14 @@ class ChargeValue:
 
 @cache
 def registry() -> pint.UnitRegistry[Any]:
-    """The one unit registry (built on first use; it takes a fraction of a second)."""
-    units: pint.UnitRegistry[Any] = pint.UnitRegistry()
+    """The one unit registry, built on first use. Building it parses pint's definitions
+    (about 0.13 s); pint keeps the parsed result in the user's cache folder, which brings a
+    later start down to about 0.02 s. Where there is no writable cache folder (a sandboxed
+    service), the registry is built without one."""
+    try:
+        units: pint.UnitRegistry[Any] = pint.UnitRegistry(cache_folder=":auto:")
+    except OSError:
+        units = pint.UnitRegistry()
     units.define("@alias ohm = Ohm")
     return units
 
