@@ -156,6 +156,9 @@ def _cell(section: Section, key: str) -> str | None:
 _TIMEOUT = Option("timeout_s", _duration, what="how long to wait for a reply")
 _POLL = Option("poll_period_s", _duration, what="how often the daemon reads it")
 _BAUD = Option("baudrate", _baudrate)
+_TIME_SCALE = Option("time_scale", _number(1e-3, 1e6, "a speed-up factor"),
+                     what="how much faster than real time an emulated instrument's clock runs "
+                          "(1 on hardware)")
 _CHAMBER_RANGE = Option("temperature_range_c", _temperature_range, required=True,
                         what="the temperatures the chamber is rated for")
 
@@ -177,14 +180,14 @@ DRIVERS: dict[Driver, DriverSpec] = {
          "nplc": Option("nplc", _number(0.01, 10.0, "an integration time in power-line "
                                                      "cycles")),
          "four_wire": Option("four_wire", _boolean("true or false (remote sense)")),
-         "timeout": _TIMEOUT},
+         "timeout": _TIMEOUT, "time_scale": _TIME_SCALE},
         '[instruments.smu-a1]\ndriver = "keithley2450"\n'
         'address = "TCPIP::192.0.2.11::5025::SOCKET"\noptions = { model = "2450" }'),
     Driver.PALMSENS: DriverSpec(
         frozenset({Role.POTENTIOSTAT, Role.EIS}), SERIAL,
         {"model": Option("model", _choice(*PALMSENS_MODELS, what="a PalmSens model code")),
          "channels": Option("channels", _integer(1, 16, "a channel count")),
-         "baudrate": _BAUD, "timeout": _TIMEOUT},
+         "baudrate": _BAUD, "timeout": _TIMEOUT, "time_scale": _TIME_SCALE},
         '[instruments.eis]\ndriver = "palmsens"\naddress = "/dev/ttyACM0"\n'
         'options = { model = "nexus1" }'),
     Driver.ESPEC: DriverSpec(
@@ -224,7 +227,7 @@ DRIVERS: dict[Driver, DriverSpec] = {
     Driver.MODEL: DriverSpec(
         frozenset(Role), IN_PROCESS,
         {"cell": Option("cell", _cell),
-         "time_scale": Option("time_scale", _number(1e-3, 1e6, "a speed-up factor")),
+         "time_scale": _TIME_SCALE,
          "temperature_range": Option("temperature_range_c", _temperature_range),
          "full_scale": Option("full_scale_pa", _pressure)},
         '[instruments.bench]\ndriver = "model"\noptions = { time_scale = 100 }'),
