@@ -26,6 +26,7 @@ from cellrig.protocols.quantities import Kind
 from .station_config_channels import CHANNEL_EXAMPLE, ChannelReader
 from .station_config_drivers import DRIVERS, IN_PROCESS
 from .station_config_fields import Findings, Section
+from .station_config_influx import read_influxdb
 from .station_config_locate import TomlPlaces
 from .station_config_model import (
     ChannelConfig,
@@ -39,7 +40,6 @@ from .station_config_model import (
 __all__ = ["StationConfig", "load_station", "load_station_text"]
 
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
-_HTTP_RE = re.compile(r"https?://[A-Za-z0-9_.-]+(:\d{1,5})?(/\S*)?")
 _MQTT_RE = re.compile(r"mqtts?://[A-Za-z0-9_.-]+(:\d{1,5})?")
 _TOPIC_RE = re.compile(r"[^#+/\s][^#+\s]*")
 _TOML_ERROR_RE = re.compile(
@@ -257,19 +257,7 @@ class _StationReader:
         influxdb = mqtt = None
         influx_table = section.table("influxdb", example=SINKS_EXAMPLE)
         if influx_table is not None:
-            influx = Section(self.findings, ("sinks", "influxdb"), influx_table,
-                             "[sinks.influxdb]", SINKS_EXAMPLE.split("\n\n")[0])
-            influx.check_keys(("url", "org", "bucket", "token_file"))
-            url = influx.text("url", required=True, what="an http(s) URL",
-                              example='url = "http://localhost:8086"', pattern=_HTTP_RE)
-            org = influx.text("org", required=True, what="an InfluxDB organisation",
-                              example='org = "lab"')
-            bucket = influx.text("bucket", required=True, what="an InfluxDB bucket",
-                                 example='bucket = "cellrig"')
-            token = influx.text("token_file", required=True, what="the file holding the token",
-                                example='token_file = "/etc/cellrig/influxdb.token"')
-            if url and org and bucket and token:
-                influxdb = InfluxDbSinkConfig(url, org, bucket, self.path(token))
+            influxdb = read_influxdb(self.findings, influx_table, self.path)
         mqtt_table = section.table("mqtt", example=SINKS_EXAMPLE)
         if mqtt_table is not None:
             broker = Section(self.findings, ("sinks", "mqtt"), mqtt_table, "[sinks.mqtt]",

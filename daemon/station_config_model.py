@@ -93,14 +93,32 @@ class ChannelConfig:
     reference_offset_v: float = 0.0
 
 
+class InfluxApi(StrEnum):
+    """Which InfluxDB write API a station uses."""
+
+    V1 = "v1"
+    """InfluxDB 1.x: database, retention policy, user name and password (``/write``)"""
+    V2 = "v2"
+    """InfluxDB 2.x/3.x (and VictoriaMetrics): org, bucket and token (``/api/v2/write``)"""
+
+
 @dataclass(frozen=True, slots=True)
 class InfluxDbSinkConfig:
-    """Where samples are streamed for Grafana (read from the file, not used yet)."""
+    """Where the forwarder streams the store for Grafana (docs/influxdb.md). The 1.x API
+    uses ``database``, ``retention_policy`` (the database's default when None),
+    ``username`` and ``password_file``; the 2.x API ``org``, ``bucket`` and ``token_file``.
+    Secrets may come from the environment instead (``CELLRIG_INFLUXDB_PASSWORD``,
+    ``CELLRIG_INFLUXDB_TOKEN``)."""
 
     url: str
-    org: str
-    bucket: str
-    token_file: Path
+    api: InfluxApi = InfluxApi.V2
+    org: str | None = None
+    bucket: str | None = None
+    token_file: Path | None = None
+    database: str | None = None
+    retention_policy: str | None = None
+    username: str | None = None
+    password_file: Path | None = None
 
 
 @dataclass(frozen=True, slots=True)
