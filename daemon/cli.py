@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from cellrig import __version__
 from cellrig.errors import CellrigError, InputError
 
-from . import cli_protocols, simulate_args
+from . import cli_protocols, cli_sim, simulate_args
 
 DESCRIPTION = """\
 cellrig runs battery cell tests: protocols written as files, instruments driven by a daemon,
@@ -30,6 +30,7 @@ Protocol files:
 Simulation:
   cellrig simulate formation.yaml           run it on the cell model; files, plots, summary
   cellrig simulate long-cycling --reference-cycle 2 --out runs/long
+  cellrig sim serve --write-config sim.toml emulated instruments of 4 cells on the wire
 """
 
 
@@ -96,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--to", required=True, choices=["pybamm"], help="target format")
     _add_cell_and_parameters(convert)
     simulate_args.add_parser(commands, _add_cell_and_parameters)
+    cli_sim.add_parser(commands)
     return parser
 
 
@@ -112,6 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "schema": cli_protocols.run_schema,
         "convert": cli_protocols.run_convert,
         "simulate": simulate_args.run,
+        **cli_sim.HANDLERS,
     }
     try:
         return commands[args.command](args)
