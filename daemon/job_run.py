@@ -1,0 +1,138 @@
+"""Running one job on its channel, from its first step or from a checkpoint, to a final state.
+
+The safety supervisor watches the job's limits from before the first command
+(``begin_job``) until after the rig is safe (``end_job``). The engine's outcome becomes the
+job's state in the store:
+
+| engine | store |
+|---|---|
+| completed, stopped | the same |
+| aborted (a limit of the job) | aborted, the limit's message |
+| failed while the supervisor latched the channel | aborted, the supervisor's trip message |
+| failed (an instrument fault, a chamber that never settled) | failed, the fault |
+
+Whatever happens the channel's chamber hold is given up and the output is off at the end. A
+cancelled job (the daemon shutting down, or killed) keeps its running or paused state in the
+store, so the next start continues it (``job_recovery``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from cellrig.daemon.job_live import LiveChannel, LiveSink
+from cellrig.daemon.job_rig import ChamberWaits, JobRig
+from cellrig.daemon.job_station import JobChannel, JobSettings
+from cellrig.daemon.store import Store
+from cellrig.daemon.store_schema import JobState
+from cellrig.errors import CellrigError
+from cellrig.protocols.clock import Clock
+from cellrig.protocols.engine import Engine, Event, EventKind
+from cellrig.protocols.engine import JobState as EngineJobState
+from cellrig.protocols.program import Program
+
+log = logging.getLogger(__name__)
+
+_FINAL = {EngineJobState.COMPLETED: JobState.COMPLETED, EngineJobState.STOPPED: JobState.STOPPED,
+          EngineJobState.ABORTED: JobState.ABORTED, EngineJobState.FAILED: JobState.FAILED}
+
+
+@dataclass
+class ActiveJob:
+    """A job its channel's worker has taken from the queue: what pause, resume and stop
+    act on."""
+
+    job_id: int
+    program: Program
+    checkpoint: dict[str, Any] | None = None
+    paused: bool = False
+    resume_note: Event | None = None
+    """the "resumed after restart" event, sent before the engine starts"""
+    engine: Engine | None = None
+    stop_reason: str | None = None
+    ended: asyncio.Event = field(default_factory=asyncio.Event)
+    final_state: JobState | None = None
+
+    def stop_requested(self) -> str | None:
+        """Why a stop was asked for (it may come while the job starts)."""
+        return self.stop_reason
+
+
+async def run_job(job: ActiveJob, channel: JobChannel, store: Store, clock: Clock,
+                  live: LiveChannel, waits: ChamberWaits, settings: JobSettings,
+                  set_state: Callable[[int, JobState, str], Any]) -> JobState | None:
+    """Run ``job`` on ``channel`` to its end; returns the final state it was given (None if
+    the job was cancelled and stays unfinished)."""
+    try:
+        final, reason = await _run(job, channel, store, clock, live, waits, settings,
+                                   set_state)
+    except asyncio.CancelledError:
+        _release(channel, waits)
+        raise
+    except Exception as exc:  # the store failed under the engine, or a bug: fail the job
+        log.exception("%s: job %d failed", channel.name, job.job_id)
+        final, reason = JobState.FAILED, f"the daemon failed: {exc or type(exc).__name__}"
+    _release(channel, waits)
+    try:
+        await channel.rig.safe()
+    except CellrigError as exc:
+        log.error("%s: could not make the rig safe after job %d: %s", channel.name,
+                  job.job_id, exc)
+    try:
+        await set_state(job.job_id, final, reason)
+    except CellrigError as exc:
+        log.error("%s: job %d ended %s (%s) but the store did not take it: %s", channel.name,
+                  job.job_id, final.value, reason, exc)
+    job.final_state = final
+    return final
+
+
+def _release(channel: JobChannel, waits: ChamberWaits) -> None:
+    channel.supervisor.end_job()
+    channel.rig.release_environment()
+    waits.notify()
+
+
+async def _run(job: ActiveJob, channel: JobChannel, store: Store, clock: Clock,
+               live: LiveChannel, waits: ChamberWaits, settings: JobSettings,
+               set_state: Callable[[int, JobState, str], Any]) -> tuple[JobState, str]:
+    if (reason := job.stop_requested()) is not None:
+        return JobState.STOPPED, reason
+    try:
+        channel.supervisor.begin_job(job.program.limits)
+    except CellrigError as exc:
+        return JobState.FAILED, f"cannot start: {exc}"
+    await set_state(job.job_id, JobState.PAUSED if job.paused else JobState.RUNNING, "")
+    sink = LiveSink(store.sink(job.job_id), live)
+    holder: list[Engine] = []
+
+    def report(message: str, data: dict[str, Any]) -> None:
+        if holder:
+            holder[0].event(EventKind.WARNING, message, **data)
+
+    def check_stop() -> None:
+        if holder:
+            holder[0].check_stop()
+
+    rig = JobRig(channel.rig, waits, poll_s=settings.chamber_poll_s, report=report,
+                 check_stop=check_stop)
+    engine = Engine(job.program, rig, sink, clock, checkpoint=job.checkpoint,
+                    checkpoint_every_s=settings.checkpoint_every_s)
+    holder.append(engine)
+    job.engine = engine
+    if job.paused:
+        engine.pause()
+    if (reason := job.stop_requested()) is not None:  # asked for while it started
+        engine.stop(reason)
+    if job.resume_note is not None:
+        sink.event(job.resume_note)
+    outcome = await engine.run()
+    state, reason = _FINAL[outcome.state], outcome.reason
+    trip = channel.supervisor.trip
+    if state is JobState.FAILED and trip is not None:
+        state, reason = JobState.ABORTED, f"safety supervisor: {trip.message}"
+    return state, reason
