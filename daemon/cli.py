@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from cellrig import __version__
 from cellrig.errors import CellrigError, InputError
 
-from . import cli_protocols, cli_sim, simulate_args
+from . import cli_protocols, cli_sim, cli_station, simulate_args
 
 DESCRIPTION = """\
 cellrig runs battery cell tests: protocols written as files, instruments driven by a daemon,
@@ -30,7 +30,17 @@ Protocol files:
 Simulation:
   cellrig simulate formation.yaml           run it on the cell model; files, plots, summary
   cellrig simulate long-cycling --reference-cycle 2 --out runs/long
+  cellrig demo                              a simulated station running formation on 4 cells
   cellrig sim serve --write-config sim.toml emulated instruments of 4 cells on the wire
+
+The station (docs/daemon.md):
+  cellrig daemon --config station.toml      run the station service
+  cellrig submit formation --channel A1 --cell cell-07.yaml -p upper=4.3V
+  cellrig jobs --state running              the station's jobs
+  cellrig status                            every channel, live (Ctrl-C ends it)
+  cellrig pause|resume|stop JOB             change a job
+  cellrig events JOB --follow               a job's events as they come
+  cellrig export JOB --plots --out data/    Battery Data Format files, cycles, plots
 """
 
 
@@ -97,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--to", required=True, choices=["pybamm"], help="target format")
     _add_cell_and_parameters(convert)
     simulate_args.add_parser(commands, _add_cell_and_parameters)
+    cli_station.add_parsers(commands, _add_cell_and_parameters)
     cli_sim.add_parser(commands)
     return parser
 
@@ -114,6 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "schema": cli_protocols.run_schema,
         "convert": cli_protocols.run_convert,
         "simulate": simulate_args.run,
+        **cli_station.HANDLERS,
         **cli_sim.HANDLERS,
     }
     try:
