@@ -88,6 +88,8 @@ class ForwarderStats:
     """batches the server refused as data (logged, not retried)"""
     outages: int = 0
     backlog_samples: int = 0
+    largest_body_bytes: int = 0
+    """the largest write held in memory (it does not grow with the backlog)"""
     newest_forwarded_unix_s: float = math.nan
     """unix time of the newest sample the server acknowledged"""
     ack_latencies_s: list[float] = field(default_factory=list)
@@ -253,6 +255,7 @@ class InfluxForwarder:
 
     async def _deliver(self, batch: _Batch) -> None:
         body = ("\n".join(batch.lines) + "\n").encode("utf-8")
+        self.stats.largest_body_bytes = max(self.stats.largest_body_bytes, len(body))
         delays = self.settings.backoff.delays()
         while True:
             try:
