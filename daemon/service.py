@@ -34,6 +34,7 @@ from .service_log import fields
 from .station_config_model import StationConfig
 
 if TYPE_CHECKING:
+    from .jobs import JobManager
     from .station import Station
     from .store import Store
 
@@ -156,15 +157,12 @@ async def status_line(control: StationControl) -> str:
     return f"{len(status.channels)} channels: " + (", ".join(parts) or "idle")
 
 
-def _job_manager_class() -> Any:
-    return importlib.import_module("cellrig.daemon.jobs").JobManager
-
-
 async def run_daemon(config: StationConfig, *, socket: Path, stop: asyncio.Event,
                      notifier: Notifier | None = None,
                      hooks: DaemonHooks | None = None) -> None:
     """Run the station until ``stop`` is set; raises what stopped it otherwise (the store's
     lock held by another daemon, a control socket in use, a store that cannot be opened)."""
+    from .jobs import JobManager
     from .station import open_station
     from .store import Store
 
@@ -179,7 +177,7 @@ async def run_daemon(config: StationConfig, *, socket: Path, stop: asyncio.Event
                 for name, reason in station.unavailable.items():
                     log.error("channel %s is out of service: %s", name, reason,
                               extra=fields("channel-unavailable", channel=name))
-                manager = _job_manager_class()(station, store)
+                manager = JobManager(station, store)
                 try:
                     resumed = await manager.recover()
                     if resumed:
@@ -196,7 +194,7 @@ async def run_daemon(config: StationConfig, *, socket: Path, stop: asyncio.Event
             log.info("store closed", extra=fields("store-closed", path=str(store.path)))
 
 
-async def _serve(config: StationConfig, station: Station, manager: Any, store: Store,
+async def _serve(config: StationConfig, station: Station, manager: JobManager, store: Store,
                  socket: Path, stop: asyncio.Event, notifier: Notifier,
                  hooks: DaemonHooks) -> None:
     async with ControlServer(manager, socket) as server:
