@@ -69,7 +69,10 @@ class SubmitRequest:
 
     ``source`` names where the protocol came from (a file name), so errors can point at it.
     ``start_with`` lists queued jobs on other channels that share a chamber with this one and
-    must start together with it (their temperature steps then stay in step)."""
+    must start together with it (their temperature steps then stay in step).
+    ``hold_for_group`` queues the job without starting it until a later submission names it
+    (or its group) in ``start_with``: that is how the first member of a group waits on an idle
+    channel."""
 
     channel: str
     protocol_text: str
@@ -78,6 +81,7 @@ class SubmitRequest:
     source: str = "<submitted>"
     start_with: Sequence[int] = ()
     submitted_by: str = ""
+    hold_for_group: bool = False
 
     @classmethod
     def from_json(cls, value: Mapping[str, Any]) -> SubmitRequest:
@@ -97,10 +101,14 @@ class SubmitRequest:
         if not isinstance(start_with, list) or not all(
                 isinstance(j, int) and not isinstance(j, bool) for j in start_with):
             raise ControlError(ErrorCode.INVALID, "'start_with' must be a list of job ids")
+        hold = value.get("hold_for_group", False)
+        if not isinstance(hold, bool):
+            raise ControlError(ErrorCode.INVALID, "'hold_for_group' must be true or false")
         return cls(channel=channel, protocol_text=protocol_text, cell=dict(cell),
                    parameters={k: str(v) for k, v in parameters.items()},
                    source=str(value.get("source", "<submitted>")),
-                   start_with=tuple(start_with), submitted_by=str(value.get("submitted_by", "")))
+                   start_with=tuple(start_with), submitted_by=str(value.get("submitted_by", "")),
+                   hold_for_group=hold)
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,6 +4,11 @@ Jobs on channels that share a chamber can be submitted as a group: each waits at
 its channel's queue, with its channel idle, until every other member that is still queued is
 waiting the same way; then all start at once, so their set steps reach the chamber in step.
 A member that is stopped while it waits leaves the group and the others go on without it.
+
+A job submitted with ``hold_for_group`` is held: it does not start, even alone on an idle
+channel, until a later submission names it (or a member of its group) in ``start_with``. The
+hold then passes to the newest member: a group is held as long as its newest member asked to
+be, so a group of three is submitted as held, held, then the last one plain.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ class StartGroups:
         self.poll_s = poll_s
         self._groups: dict[int, set[int]] = {}
         self._ready: set[int] = set()
+        self._held: set[int] = set()
         self._changed = asyncio.Event()
 
     def group(self, job_id: int) -> frozenset[int]:
@@ -57,9 +63,15 @@ class StartGroups:
                                    f"channel {channel}")
         return members
 
-    def join(self, job_id: int, members: set[int]) -> None:
-        """Put ``job_id`` in one group with ``members`` (and their groups)."""
+    def join(self, job_id: int, members: set[int], *, hold: bool = False) -> None:
+        """Put ``job_id`` in one group with ``members`` (and their groups); ``hold``: the
+        group waits for a later member."""
+        self._held -= members
+        if hold:
+            self._held.add(job_id)
+            self._groups.setdefault(job_id, {job_id})
         if not members:
+            self._notify()
             return
         group = {job_id} | members
         for member in list(group):
@@ -74,6 +86,7 @@ class StartGroups:
         if group is not None:
             group.discard(job_id)
         self._ready.discard(job_id)
+        self._held.discard(job_id)
         self._notify()
 
     def _notify(self) -> None:
@@ -81,8 +94,8 @@ class StartGroups:
         self._changed = asyncio.Event()
 
     async def wait_ready(self, job_id: int, queued: Callable[[], Collection[int]]) -> bool:
-        """Wait until every queued member of ``job_id``'s group waits here too; False if
-        ``job_id`` itself left the queue meanwhile."""
+        """Wait until every queued member of ``job_id``'s group waits here too and the group
+        is not held; False if ``job_id`` itself left the queue meanwhile."""
         if job_id not in self._groups:
             return True
         self._ready.add(job_id)
@@ -93,7 +106,8 @@ class StartGroups:
                 if job_id not in waiting:
                     return False
                 group = self._groups.get(job_id, set())
-                if all(member in self._ready for member in group if member in waiting):
+                if not group & self._held and all(
+                        member in self._ready for member in group if member in waiting):
                     return True
                 changed = self._changed
                 try:

@@ -165,15 +165,12 @@ class JobManager:
                 await asyncio.sleep(self.settings.latched_poll_s)
                 continue
             head = queue[0]
-            if not await self.groups.wait_ready(head, self._queued_heads):
+            if not await self.groups.wait_ready(head, self._queued):
                 continue  # the head changed (stopped) while it waited for its group
             if not queue or queue[0] != head:
                 continue
             queue.pop(0)
             await self._run(channel, head)
-
-    def _queued_heads(self) -> set[int]:
-        return {queue[0] for queue in self._queues.values() if queue}
 
     def _queued(self) -> set[int]:
         return {job for queue in self._queues.values() for job in queue}
@@ -214,7 +211,7 @@ class JobManager:
             raise ControlError(ErrorCode.INTERNAL, f"the store did not take the job: {exc}"
                                ) from None
         self._programs[job_id] = prepared.program
-        self.groups.join(job_id, members)
+        self.groups.join(job_id, members, hold=request.hold_for_group)
         self._queues[prepared.channel].append(job_id)
         self._wake[prepared.channel].set()
         return await self.job(job_id)

@@ -74,8 +74,10 @@ class GangedChamberPort:
 
     benches: list[Bench]
     temperature_range_c: tuple[float, float] = CHAMBER_RANGE_C
+    sent: list[float] = field(default_factory=list)
 
     async def set_temperature(self, setpoint_c: float) -> None:
+        self.sent.append(setpoint_c)
         for bench in self.benches:
             bench.chambers["chamber-1"].set(setpoint_c, bench.clock.now_s())
 
