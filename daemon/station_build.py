@@ -10,6 +10,7 @@
    its regulator and gauge and starts its pressure loop; a bolted jig its force monitor), its
    :class:`ChannelRig`, put in its safe state (output off), and its supervisor. A channel
    whose instruments did not open, or whose build fails, is recorded as unavailable.
+5. A first reading of every chamber and jig (a failed one is logged and left to the pollers).
 
 Everything entered goes on the caller's exit stack, so it is closed in reverse order: jigs
 first, then instruments.
@@ -147,6 +148,9 @@ async def build_station(config: StationConfig, stack: contextlib.AsyncExitStack,
     await asyncio.gather(*(build_one(channel) for channel in config.channels.values()))
     ordered = {name: channels[name] for name in config.channels if name in channels}
     jigs = {name: channel.jig for name, channel in ordered.items() if channel.jig is not None}
+    # one first reading of every chamber and jig, so a job's first samples carry them
+    polled = [*build.chambers.values(), *jigs.values()]
+    await asyncio.gather(*(instrument.poll() for instrument in polled))
     log.info("station %s: %d channel(s) ready, %d unavailable", config.name, len(ordered),
              len(unavailable))
     return Station(config, chosen, chosen, ordered, build.chambers, jigs,
