@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from cellrig import __version__
 from cellrig.errors import CellrigError, InputError
 
-from . import cli_protocols, cli_sim, cli_station, simulate_args
+from . import cli_protocols, cli_sim, cli_station, fleet_cli, simulate_args
 
 DESCRIPTION = """\
 cellrig runs battery cell tests: protocols written as files, instruments driven by a daemon,
@@ -41,6 +41,10 @@ The station (docs/daemon.md):
   cellrig pause|resume|stop JOB             change a job
   cellrig events JOB --follow               a job's events as they come
   cellrig export JOB --plots --out data/    Battery Data Format files, cycles, plots
+
+The lab's stations through the MQTT broker (docs/mqtt.md):
+  cellrig --broker mqtts://broker.lab.example stations
+  cellrig --broker mqtts://broker.lab.example --station assb-lab-3 status
 """
 
 
@@ -67,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="cellrig", description=DESCRIPTION,
                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"cellrig {__version__}")
+    fleet_cli.add_broker_options(parser)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     check = commands.add_parser(
@@ -109,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     simulate_args.add_parser(commands, _add_cell_and_parameters)
     cli_station.add_parsers(commands, _add_cell_and_parameters)
     cli_sim.add_parser(commands)
+    fleet_cli.add_stations_parser(commands)
     return parser
 
 
@@ -127,6 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "simulate": simulate_args.run,
         **cli_station.HANDLERS,
         **cli_sim.HANDLERS,
+        "stations": fleet_cli.run_stations,
     }
     try:
         return commands[args.command](args)

@@ -1,0 +1,153 @@
+"""``cellrig --broker URL …``: the commands that reach stations through the lab's broker.
+
+``cellrig --broker URL stations`` lists the stations the broker knows (their retained status
+and channel states). With ``--broker`` and ``--station NAME``, ``submit``, ``stop``, ``status``,
+``jobs`` (and the other station commands) go to that station over MQTT and print what they
+print on the station's PC: :func:`station_client` gives them a
+:class:`~cellrig.daemon.fleet.RemoteStation` instead of the control socket's client.
+
+The account: ``--broker-user`` (or a user in the URL, ``mqtt://alice@broker``) and
+``--broker-password-file``; each also from the environment (``CELLRIG_BROKER``,
+``CELLRIG_STATION``, ``CELLRIG_BROKER_USER``, ``CELLRIG_BROKER_PASSWORD_FILE``,
+``CELLRIG_BROKER_CA_FILE``), so a researcher sets them once in their shell profile.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .cli_format import MISSING, shorten, table
+from .cli_protocols import UsageError
+
+if TYPE_CHECKING:  # the MQTT client is imported only by the commands that use it
+    from .control_client import ControlClient
+    from .fleet import StationSeen
+    from .mqtt_connection import BrokerSettings
+
+STATIONS_HEADERS = ("STATION", "STATUS", "CHANNEL", "JOB", "STATE", "CYCLE", "STEP", "QUEUED")
+
+
+def add_broker_options(parser: argparse.ArgumentParser) -> None:
+    """The global options that send station commands through a broker."""
+    group = parser.add_argument_group(
+        "through the lab's MQTT broker (docs/mqtt.md)",
+        "Given before the command: cellrig --broker mqtts://broker.lab.example --station "
+        "assb-lab-3 status")
+    group.add_argument("--broker", metavar="URL", default=os.environ.get("CELLRIG_BROKER"),
+                       help="mqtt://HOST[:PORT] or mqtts://HOST[:PORT] (TLS); env "
+                            "CELLRIG_BROKER")
+    group.add_argument("--station", metavar="NAME", default=os.environ.get("CELLRIG_STATION"),
+                       help="the station the command goes to; env CELLRIG_STATION")
+    group.add_argument("--broker-user", metavar="NAME",
+                       default=os.environ.get("CELLRIG_BROKER_USER"),
+                       help="your broker account (or mqtt://NAME@HOST); env CELLRIG_BROKER_USER")
+    group.add_argument("--broker-password-file", metavar="FILE",
+                       default=os.environ.get("CELLRIG_BROKER_PASSWORD_FILE"),
+                       help="the file holding your broker password; env "
+                            "CELLRIG_BROKER_PASSWORD_FILE")
+    group.add_argument("--broker-ca-file", metavar="FILE",
+                       default=os.environ.get("CELLRIG_BROKER_CA_FILE"),
+                       help="the authority that signed the broker's certificate (mqtts://); "
+                            "env CELLRIG_BROKER_CA_FILE")
+
+
+def add_stations_parser(commands: Any) -> None:
+    """``cellrig --broker URL stations``."""
+    stations = commands.add_parser(
+        "stations", help="list the stations on the broker, their channels and jobs",
+        description="List every station the broker has a retained status of: online or "
+                    "offline, each channel with its job, state, cycle and step. Needs "
+                    "--broker (before the command).")
+    stations.add_argument("--wait", type=float, default=3.0, metavar="SECONDS",
+                          help="longest wait for the broker's retained messages (default 3)")
+
+
+def broker_settings(args: argparse.Namespace) -> BrokerSettings:
+    """The broker and account of the command line; :class:`UsageError` without --broker."""
+    from .mqtt_connection import parse_url
+
+    if not getattr(args, "broker", None):
+        raise UsageError("which broker? give --broker mqtt://HOST (before the command) or "
+                         "set CELLRIG_BROKER")
+    password_file = args.broker_password_file
+    ca_file = args.broker_ca_file
+    return parse_url(args.broker, username=args.broker_user or None,
+                     password_file=None if not password_file else
+                     Path(password_file).expanduser(),
+                     ca_file=None if not ca_file else Path(ca_file).expanduser())
+
+
+def uses_broker(args: argparse.Namespace) -> bool:
+    """Whether station commands go through the broker."""
+    return bool(getattr(args, "broker", None))
+
+
+@asynccontextmanager
+async def station_client(args: argparse.Namespace,
+                         socket: Path | None = None) -> AsyncIterator[ControlClient]:
+    """The station a command talks to: through the broker with ``--broker`` (then
+    ``--station`` is required), otherwise the control socket at ``socket``."""
+    from .control_client import ControlClient
+    from .fleet import Fleet
+
+    if not uses_broker(args):
+        if socket is None:
+            raise UsageError("which station? give --socket PATH or --broker URL --station NAME")
+        async with ControlClient(socket) as local:
+            yield local
+        return
+    if not getattr(args, "station", None):
+        raise UsageError("which station? give --station NAME with --broker (`cellrig "
+                         "--broker URL stations` lists them)")
+    async with Fleet(broker_settings(args)) as fleet, fleet.station(args.station) as remote:
+        yield remote
+
+
+def run_stations(args: argparse.Namespace) -> int:
+    """Print the stations table; exit 1 when the broker has none."""
+    from .fleet import Fleet
+
+    settings = broker_settings(args)
+
+    async def listing() -> list[StationSeen]:
+        async with Fleet(settings) as fleet:
+            return await fleet.stations(wait_s=args.wait)
+
+    seen = asyncio.run(listing())
+    if not seen:
+        print(f"no stations on {settings.url}")
+        return 1
+    print(stations_table(seen))
+    return 0
+
+
+def stations_table(stations: list[StationSeen]) -> str:
+    """One row per channel of every station; a station without channels gets one row."""
+    rows: list[list[str]] = []
+    for station in stations:
+        status = "online" if station.online else f"offline ({station.reason or '?'})"
+        channels = station.channels or sorted(station.states) or [MISSING]
+        for index, channel in enumerate(channels):
+            state = station.states.get(channel, {})
+            job_state = state.get("job_state") or ("idle" if state else MISSING)
+            if state.get("latched"):
+                job_state = "LATCHED"
+            step = state.get("step") or MISSING
+            if state.get("step") and state.get("step_count") is not None:
+                step = f"{state['step_count']}: {state['step']}"
+            rows.append([
+                station.name if index == 0 else "", status if index == 0 else "", channel,
+                _text(state.get("job_id")), job_state, _text(state.get("cycle")),
+                shorten(step, 44), _text(state.get("queued"))])
+    right = [False, False, False, True, False, True, False, True]
+    return table(STATIONS_HEADERS, rows, right)
+
+
+def _text(value: Any) -> str:
+    return MISSING if value is None else str(value)
