@@ -20,7 +20,7 @@ from typing import Any
 import aiomqtt
 import pytest
 from mqtt_servers import REPOSITORY, STATIONS, Broker
-from mqtt_station import StoreStation, station_config
+from mqtt_station import JobWriter, StoreStation, station_config
 
 from cellrig.daemon.control_api import SubmitRequest
 from cellrig.daemon.control_client import StationUnreachable
@@ -146,6 +146,12 @@ async def test_broker_restart_is_a_gap_in_telemetry_only(tmp_path: Path,
         assert found["cellrig/assb-lab-1/status"]["online"] is True
         assert found["cellrig/assb-lab-1/A1/state"]["job_id"] == job.id
         assert found["cellrig/assb-lab-1/A2/state"]["job_id"] is None
+        async with account(broker, "grafana") as watcher:  # telemetry flows again
+            await watcher.subscribe("cellrig/assb-lab-1/A1/telemetry")
+            voltage_v = JobWriter(store, job.id).samples(3)
+            async with asyncio.timeout(5.0):
+                message = await anext(aiter(watcher.messages))
+            assert json.loads(message.payload)["voltage_v"] == voltage_v  # type: ignore
         async with fleet(broker, "alice") as after:
             stopped = await after.station("assb-lab-1").stop(job.id, "after the restart")
         assert stopped.state == "stopped"
