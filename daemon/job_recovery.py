@@ -30,6 +30,8 @@ import numpy as np
 from cellrig.daemon.store_read import StoreReader
 from cellrig.daemon.store_records import JobRecord, SampleColumns
 from cellrig.daemon.store_schema import JobState
+from cellrig.daemon.store_writer import StoreError
+from cellrig.protocols.engine import Event, EventKind
 from cellrig.protocols.engine.blocks import grid_sizes
 from cellrig.protocols.engine.process import keep_history
 from cellrig.protocols.engine.state import StepProgress
@@ -126,25 +128,64 @@ def fold_samples(state: dict[str, Any], samples: SampleColumns,
     return folded, len(samples)
 
 
-def plan_recovery(reader: StoreReader) -> tuple[list[JobRecord], list[RecoveredJob]]:
-    """The queued jobs (in order) and the running or paused ones to continue."""
-    queued: list[JobRecord] = []
-    continued: list[RecoveredJob] = []
+@dataclass(frozen=True, slots=True)
+class RecoveryPlan:
+    """What a starting daemon does with the store's unfinished jobs."""
+
+    queued: list[tuple[JobRecord, Program]]
+    """queued jobs, in submission order"""
+    continued: list[RecoveredJob]
+    """running and paused jobs"""
+    broken: list[tuple[JobRecord, str]]
+    """jobs that cannot be picked up again (their stored program or checkpoint cannot be
+    read), with the reason: they fail"""
+
+
+def resume_note(job: RecoveredJob, now_unix_s: float) -> Event:
+    """The ``job resume`` event that says the job was picked up after a restart, with the
+    gap since it last stored anything and how many samples were folded in."""
+    gap_s = None if job.last_unix_s is None else max(now_unix_s - job.last_unix_s, 0.0)
+    state = job.checkpoint or {}
+    step = state.get("step") or {}
+    message = "resumed after restart"
+    if gap_s is not None:
+        message += f"; {gap_s:.3g} s since the job last stored anything"
+    return Event(EventKind.JOB_RESUME, float(state.get("test_time_s", 0.0)), now_unix_s,
+                 int(state.get("cycle", {}).get("number", 1)), int(state.get("step_count", 0)),
+                 step.get("step_id"), message,
+                 {"gap_s": gap_s, "folded_samples": job.folded_samples, "paused": job.paused})
+
+
+def _continued(reader: StoreReader, record: JobRecord) -> RecoveredJob:
+    program = record.provenance.program()
+    stored = reader.checkpoint(record.id)
+    checkpoint = None if stored is None else stored.state
+    folded = 0
+    last_unix_s = None if stored is None else stored.unix_time_s
+    after_id = 0 if stored is None else stored.last_sample_id
+    later = reader.samples(record.id, after_id=after_id)
+    if len(later):
+        last_unix_s = float(later.columns["Unix Time / s"][-1])
+    if checkpoint is not None:
+        checkpoint, folded = fold_samples(checkpoint, later, program)
+    return RecoveredJob(record, program, checkpoint, record.state is JobState.PAUSED, folded,
+                        last_unix_s)
+
+
+def plan_recovery(reader: StoreReader) -> RecoveryPlan:
+    """Read the unfinished jobs and prepare each one (a job that cannot be read is
+    ``broken``, never a reason to stop the others)."""
+    plan = RecoveryPlan([], [], [])
     for record in reader.unfinished_jobs():
-        if record.state is JobState.QUEUED:
-            queued.append(record)
-            continue
-        program = record.provenance.program()
-        stored = reader.checkpoint(record.id)
-        checkpoint = None if stored is None else stored.state
-        folded = 0
-        last_unix_s = None if stored is None else stored.unix_time_s
-        after_id = 0 if stored is None else stored.last_sample_id
-        later = reader.samples(record.id, after_id=after_id)
-        if len(later):
-            last_unix_s = float(later.columns["Unix Time / s"][-1])
-        if checkpoint is not None:
-            checkpoint, folded = fold_samples(checkpoint, later, program)
-        continued.append(RecoveredJob(record, program, checkpoint,
-                                      record.state is JobState.PAUSED, folded, last_unix_s))
-    return queued, continued
+        try:
+            if record.state is JobState.QUEUED:
+                plan.queued.append((record, record.provenance.program()))
+            else:
+                plan.continued.append(_continued(reader, record))
+        except StoreError:
+            raise  # the store itself failed: nothing can be recovered now
+        except Exception as exc:  # a stored program or checkpoint this version cannot read
+            log.exception("job %d cannot be picked up again", record.id)
+            plan.broken.append((record, f"cannot be picked up again after a restart: "
+                                        f"{exc or type(exc).__name__}"))
+    return plan

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Sequence
 
 from cellrig import __version__
@@ -32,7 +31,7 @@ from cellrig.daemon.control_api import (
 )
 from cellrig.daemon.job_groups import StartGroups
 from cellrig.daemon.job_live import LiveChannel
-from cellrig.daemon.job_recovery import plan_recovery
+from cellrig.daemon.job_recovery import plan_recovery, resume_note
 from cellrig.daemon.job_rig import ChamberWaits
 from cellrig.daemon.job_run import ActiveJob, run_job
 from cellrig.daemon.job_station import JobSettings, JobStation
@@ -41,7 +40,6 @@ from cellrig.daemon.job_views import event_view, job_view
 from cellrig.daemon.store import Store, StoreError
 from cellrig.daemon.store_read import StoreReader
 from cellrig.daemon.store_schema import FINAL_STATES, JobState
-from cellrig.protocols.engine import Event, EventKind
 from cellrig.protocols.program import Program
 
 log = logging.getLogger(__name__)
@@ -94,10 +92,12 @@ class JobManager:
     async def recover(self) -> list[int]:
         """Queue the store's unfinished jobs again: running and paused ones first, each at
         the head of its channel's queue, continued from its checkpoint; returns their ids."""
-        queued, continued = await asyncio.to_thread(plan_recovery, self.reader)
+        plan = await asyncio.to_thread(plan_recovery, self.reader)
+        for record, reason in plan.broken:
+            await self._set_state(record.id, JobState.FAILED, reason)
         now = self.station.clock.unix_now()
         resumed: list[int] = []
-        for job in continued:
+        for job in plan.continued:
             record = job.record
             channel = self.station.channels.get(record.channel)
             if channel is None:
@@ -109,30 +109,20 @@ class JobManager:
             except Exception as exc:  # the worker's begin_job or first command will tell
                 log.error("%s: could not make the rig safe before resuming job %d: %s",
                           record.channel, record.id, exc)
-            gap_s = None if job.last_unix_s is None else max(now - job.last_unix_s, 0.0)
-            state = job.checkpoint or {}
-            step = state.get("step") or {}
-            note = Event(EventKind.JOB_RESUME, float(state.get("test_time_s", 0.0)), now,
-                         int(state.get("cycle", {}).get("number", 1)),
-                         int(state.get("step_count", 0)), step.get("step_id"),
-                         "resumed after restart" + (f"; {gap_s:.3g} s since the job last "
-                                                    "stored anything" if gap_s is not None
-                                                    else ""),
-                         {"gap_s": gap_s, "folded_samples": job.folded_samples,
-                          "paused": job.paused})
-            active = ActiveJob(record.id, job.program, job.checkpoint, job.paused, note)
+            active = ActiveJob(record.id, job.program, job.checkpoint, job.paused,
+                               resume_note(job, now))
             self._pending[record.id] = active
             self._queues[record.channel].insert(0, record.id)
             self._wake[record.channel].set()
             resumed.append(record.id)
             log.info("%s: job %d resumes (%d samples after its checkpoint folded in)",
                      record.channel, record.id, job.folded_samples)
-        for record in queued:
+        for record, program in plan.queued:
             if record.channel not in self._queues:
                 await self._set_state(record.id, JobState.FAILED, f"channel {record.channel} "
                                       "is no longer in the station configuration")
                 continue
-            self._programs[record.id] = record.provenance.program()
+            self._programs[record.id] = program
             self._queues[record.channel].append(record.id)
             self._wake[record.channel].set()
         return resumed
@@ -253,7 +243,8 @@ class JobManager:
                 discharge_capacity_ah=live.discharge_capacity_ah,
                 test_time_s=live.test_time_s, latched=None if trip is None else trip.message,
                 queued=len(self._queues[name])))
-        return StationStatus(self.station_name, self.software_version, time.time(), channels)
+        return StationStatus(self.station_name, self.software_version,
+                             self.station.clock.unix_now(), channels)
 
     def _running(self, job_id: int) -> tuple[str, ActiveJob] | None:
         for name, active in self._active.items():

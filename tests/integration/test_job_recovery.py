@@ -19,8 +19,13 @@ from job_fixtures import FAST, request, running, wait_for
 from model_station import ModelStation, build_station
 
 from cellrig.daemon.job_station import JobSettings
+from cellrig.daemon.store import Store
 from cellrig.daemon.store_read import StoreReader
+from cellrig.daemon.store_records import Provenance
+from cellrig.daemon.store_schema import JobState
+from cellrig.protocols.document import load_protocol_text
 from cellrig.protocols.engine.output import CycleSummary
+from cellrig.protocols.resolve import resolve
 
 pytestmark = pytest.mark.integration
 
@@ -156,3 +161,22 @@ async def test_queued_jobs_are_queued_again_in_order(tmp_path: Path) -> None:
     assert [view.state for view in views] == ["completed"] * 3
     starts = [view.started_unix_s or 0.0 for view in views]
     assert starts == sorted(starts)
+
+
+async def test_a_job_that_cannot_be_read_back_fails_and_the_others_resume(
+        tmp_path: Path) -> None:
+    station = build_station(["A1", "A2"])
+    path = tmp_path / "station.db"
+    with Store.open(path) as store:
+        broken = store.add_job("A1", Provenance("garbled", "cellrig: 1", "{not json", {}, {},
+                                                station.config.sha256))
+        store.set_state(broken, JobState.RUNNING)
+        program = resolve(load_protocol_text(CYCLING, "cycling.yaml"))
+        gone = store.add_job("B9", Provenance.of(CYCLING, program,
+                                                 station_config_sha256=station.config.sha256))
+    async with running(station, path) as manager:
+        job = await manager.submit(request("A2", CYCLING))
+        views = [await wait_for(manager, job_id) for job_id in (broken, gone, job.id)]
+    assert [view.state for view in views] == ["failed", "failed", "completed"]
+    assert "cannot be picked up again" in views[0].reason
+    assert "no longer in the station configuration" in views[1].reason
