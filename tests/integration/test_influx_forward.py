@@ -14,8 +14,13 @@ import pytest
 from servers import InfluxDb1, VictoriaMetrics, influxdb1, victoria_metrics
 from station_data import fill
 
-from cellrig.daemon.influx_forwarder import ForwarderSettings, InfluxForwarder
+from cellrig.daemon.influx_forwarder import (
+    ForwarderSettings,
+    InfluxForwarder,
+    run_influx_forwarder,
+)
 from cellrig.daemon.influx_writers import InfluxV1Writer, InfluxV2Writer
+from cellrig.daemon.station_config import load_station_text
 from cellrig.daemon.station_config_model import InfluxApi, InfluxDbSinkConfig
 from cellrig.daemon.store import Store
 
@@ -186,3 +191,43 @@ def test_every_sample_arrives_once_v2(tmp_path: Path, victoria: VictoriaMetrics)
     series = victoria.export('{__name__="samples_voltage_v", channel="A2"}')
     assert {entry["metric"]["cell"] for entry in series} == {"cell, #2"}
     assert {entry["metric"]["step_type"] for entry in series} == {"CC_CHG"}
+
+
+def test_run_influx_forwarder_from_station_toml(tmp_path: Path, influx: InfluxDb1) -> None:
+    """The daemon's entry point: the station file names the server; cancelling stops it."""
+    (tmp_path / "influxdb.password").write_text("unused-by-a-server-without-auth\n")
+    config = load_station_text(f"""
+[station]
+name = "assb-lab-3"
+data_folder = "data"
+[instruments.bench]
+driver = "model"
+[channels.A1]
+potentiostat = "bench"
+limits = {{ voltage = ["2.0 V", "4.4 V"], current = "1 A" }}
+[sinks.influxdb]
+url = "{influx.url}"
+database = "{DATABASE}"
+username = "assb-lab-3"
+password_file = "influxdb.password"
+""", folder=tmp_path)
+    with Store.open(tmp_path / "station.db") as store:
+        totals = fill(store, channels=2, samples_per_channel=400, start_unix_s=START_UNIX_S)
+
+        async def scenario() -> None:
+            task = asyncio.create_task(run_influx_forwarder(config, store))
+            for _ in range(200):
+                if influx.count("samples", "voltage_v", DATABASE) == totals["samples"]:
+                    break
+                await asyncio.sleep(0.05)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+        asyncio.run(scenario())
+        assert influx.count("samples", "voltage_v", DATABASE) == totals["samples"]
+        health = influx.query('SELECT backlog_samples FROM station_health', DATABASE)
+        assert health["results"][0]["series"][0]["values"]
+        store.flush()
+        with store.reader() as reader:
+            assert reader.cursor("influxdb.samples") == totals["samples"]
