@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -47,6 +48,7 @@ from .influx_writers import (
     PointWriter,
     make_writer,
 )
+from .service_log import fields
 from .station_config_model import StationConfig
 from .store import Store, StoreReader
 from .store_writer import StoreError
@@ -131,6 +133,8 @@ class InfluxForwarder:
         self._job_tags: dict[int, str] = {}
         self._job_offsets: dict[int, float] = {}
         self._reader: StoreReader | None = None
+        self._reader_lock = threading.Lock()
+        """one worker thread at a time uses the reader (a read, the health query, closing)"""
         self._station_tags = tag_set((("station", station),))
         self._trouble: str | None = None
         self._trouble_since = 0.0
@@ -138,19 +142,31 @@ class InfluxForwarder:
     # -- running -------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Forward until cancelled; the writer and the reader are closed on the way out."""
-        log.info("forwarding the store to %s", self.writer.description)
+        """Forward until cancelled; the writer and the reader are closed on the way out.
+
+        While a backlog drains, the next batch is read and encoded (in a worker thread)
+        while the current one is being written: it follows the current batch's last ids,
+        which stay right whether that write is retried, acknowledged or rejected."""
+        log.info("forwarding the store to %s", self.writer.description,
+                 extra=fields("influxdb-start"))
+        prefetch: asyncio.Future[_Batch] | None = None
         try:
             await self.open()
             next_health = 0.0
             while True:
-                full = await self.forward_once()
+                batch = await (prefetch if prefetch is not None else self._read(self.positions))
+                prefetch = None
+                if batch.full:
+                    prefetch = asyncio.ensure_future(self._read(batch.last_ids))
+                await self._send(batch)
                 if time.monotonic() >= next_health and self._trouble is None:
                     next_health = time.monotonic() + self.settings.health_interval_s
                     await self.write_health()
-                if not full:
+                if prefetch is None:
                     await asyncio.sleep(self.settings.poll_interval_s)
         finally:
+            if prefetch is not None:
+                prefetch.cancel()
             await self.close()
 
     async def open(self) -> None:
@@ -161,10 +177,14 @@ class InfluxForwarder:
                               for kind, name in self.cursor_names.items()}
 
     async def close(self) -> None:
-        """Close the writer's connections and the reader."""
+        """Close the writer's connections and the reader (once no worker thread uses it)."""
         try:
             await self.writer.close()
         finally:
+            await asyncio.to_thread(self._close_reader)
+
+    def _close_reader(self) -> None:
+        with self._reader_lock:
             if self._reader is not None:
                 self._reader.close()
                 self._reader = None
@@ -173,22 +193,32 @@ class InfluxForwarder:
         """Read one batch after the cursors, write it (retrying until the server takes it)
         and move the cursors; True when the batch was full (more is waiting)."""
         await self.open()
-        batch = await asyncio.to_thread(self._read_batch)
+        batch = await self._read(self.positions)
+        await self._send(batch)
+        return batch.full
+
+    def _read(self, after: Mapping[str, int]) -> asyncio.Future[_Batch]:
+        return asyncio.ensure_future(asyncio.to_thread(self._read_batch, dict(after)))
+
+    async def _send(self, batch: _Batch) -> None:
         if batch.lines:
             await self._deliver(batch)
         else:
             self._advance(batch)
-        return batch.full
 
     # -- reading ---------------------------------------------------------------------------
 
-    def _read_batch(self) -> _Batch:
+    def _read_batch(self, after: dict[str, int]) -> _Batch:
+        with self._reader_lock:
+            return self._read_locked(after)
+
+    def _read_locked(self, after: dict[str, int]) -> _Batch:
         reader = self._require_reader()
         settings = self.settings
         lines: list[str] = []
-        last_ids = dict(self.positions)
+        last_ids = dict(after)
         chunk = next(reader.iter_samples(None, columns=SAMPLE_COLUMNS,
-                                         after_id=self.positions["samples"],
+                                         after_id=after["samples"],
                                          limit=settings.batch_samples,
                                          chunk_rows=settings.batch_samples), None)
         samples = 0
@@ -202,14 +232,14 @@ class InfluxForwarder:
             last_ids["samples"] = int(chunk.ids[-1])
             unix = chunk.columns[UNIX_TIME]
             newest = float(unix[-1]) if math.isfinite(unix[-1]) else math.nan
-        events = reader.events_after(self.positions["events"], settings.batch_records)
+        events = reader.events_after(after["events"], settings.batch_records)
         for stored in events:
             line = encode_event(stored, self._tags(reader, stored.job_id))
             if line is not None:
                 lines.append(line)
         if events:
             last_ids["events"] = events[-1].id
-        cycles = reader.cycles_after(self.positions["cycles"], settings.batch_records)
+        cycles = reader.cycles_after(after["cycles"], settings.batch_records)
         for cycle_id, job_id, summary in cycles:
             end_unix_s = self._offset(reader, job_id) + summary.end_test_time_s
             line = encode_cycle(summary, self._tags(reader, job_id), end_unix_s)
@@ -269,7 +299,7 @@ class InfluxForwarder:
                 self.stats.rejected_batches += 1
                 log.error("%s; %d samples, %d events and %d cycle summaries are not in InfluxDB "
                           "(they stay in the store)", error, batch.samples, batch.events,
-                          batch.cycles)
+                          batch.cycles, extra=fields("influxdb-rejected"))
                 self._trouble_ended()
                 self._advance(batch)
                 return
@@ -301,9 +331,10 @@ class InfluxForwarder:
         if self._trouble is None:
             self.stats.outages += 1
             self._trouble_since = time.monotonic()
-            level = logging.ERROR if isinstance(error, InfluxRefused) else logging.WARNING
-            log.log(level, "%s; retrying with backoff, the store keeps everything meanwhile",
-                    message)
+            refused = isinstance(error, InfluxRefused)
+            log.log(logging.ERROR if refused else logging.WARNING,
+                    "%s; retrying with backoff, the store keeps everything meanwhile", message,
+                    extra=fields("influxdb-refused" if refused else "influxdb-outage"))
         elif message != self._trouble:
             log.debug("still failing: %s", message)
         self._trouble = message
@@ -311,7 +342,8 @@ class InfluxForwarder:
     def _trouble_ended(self) -> None:
         if self._trouble is not None:
             log.info("%s takes writes again after %.1f s; forwarding the backlog",
-                     self.writer.description, time.monotonic() - self._trouble_since)
+                     self.writer.description, time.monotonic() - self._trouble_since,
+                     extra=fields("influxdb-recovered"))
             self._trouble = None
 
     # -- health ----------------------------------------------------------------------------
@@ -328,6 +360,10 @@ class InfluxForwarder:
             log.debug("station health not written: %s", error)
 
     def _health_lines(self) -> list[str]:
+        with self._reader_lock:
+            return self._health_locked()
+
+    def _health_locked(self) -> list[str]:
         reader = self._require_reader()
         now = self.wall_clock()
         newest_id, newest_unix = _newest_sample(reader)

@@ -77,15 +77,19 @@ def bench_encoding(store: Store) -> None:
 
 
 async def forward_all(writer: PointWriter, store: Store, total: int) -> float:
+    """Run the forwarder (as the daemon does) from cursor 0 until it has delivered ``total``
+    samples; the seconds it took."""
     forwarder = InfluxForwarder(writer, store, "assb-lab-3",
                                 settings=ForwarderSettings(cursor_prefix=f"bench{time.time()}"))
     started = time.perf_counter()
-    try:
-        while forwarder.positions.get("samples", 0) < total:
-            await forwarder.forward_once()
-    finally:
-        await forwarder.close()
-    return time.perf_counter() - started
+    task = asyncio.create_task(forwarder.run())
+    while forwarder.positions.get("samples", 0) < total:
+        await asyncio.sleep(0.005)
+    elapsed = time.perf_counter() - started
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    return elapsed
 
 
 def bench_throughput(folder: Path, samples: int) -> None:
