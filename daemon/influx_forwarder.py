@@ -9,8 +9,9 @@ resumes from the cursors; points written twice (a cursor move is committed up to
 after the write) overwrite themselves, because a point's timestamp and tags come from the
 stored record alone (:mod:`~cellrig.daemon.influx_lines`).
 
-Memory does not depend on the backlog: one batch (at most ``batch_samples`` samples and
-``batch_records`` events and cycles) is held at a time. Outages and refusals are logged
+Memory does not depend on the backlog: at most two batches (each at most ``batch_samples``
+samples and ``batch_records`` events and cycles) are held, the one being written and, while a
+backlog drains, the next one read ahead. Outages and refusals are logged
 once when they start and once when they end, not per retry. Every ``health_interval_s`` a
 ``station_health`` point reports the backlog and how old the newest stored and the newest
 forwarded samples are, and an ``instruments`` point per instrument whose state is known.
