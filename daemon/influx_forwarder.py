@@ -138,6 +138,7 @@ class InfluxForwarder:
         """one worker thread at a time uses the reader (a read, the health query, closing)"""
         self._station_tags = tag_set((("station", station),))
         self._trouble: str | None = None
+        self._rejections = 0
         self._trouble_since = 0.0
 
     # -- running -------------------------------------------------------------------------
@@ -297,16 +298,28 @@ class InfluxForwarder:
                 await asyncio.sleep(next(delays))
                 continue
             except InfluxRejected as error:
-                self.stats.rejected_batches += 1
-                log.error("%s; %d samples, %d events and %d cycle summaries are not in InfluxDB "
-                          "(they stay in the store)", error, batch.samples, batch.events,
-                          batch.cycles, extra=fields("influxdb-rejected"))
                 self._trouble_ended()
+                self._rejected(batch, error)
                 self._advance(batch)
                 return
             self._trouble_ended()
+            if self._rejections:
+                log.info("%s takes the data again after %d rejected batches",
+                         self.writer.description, self._rejections,
+                         extra=fields("influxdb-accepted"))
+                self._rejections = 0
             self._acknowledged(batch)
             return
+
+    def _rejected(self, batch: _Batch, error: InfluxRejected) -> None:
+        """Logged as an error for the first batch of a run of rejected ones (a lasting
+        conflict would otherwise log every batch), at debug level for the rest."""
+        self.stats.rejected_batches += 1
+        self._rejections += 1
+        log.log(logging.ERROR if self._rejections == 1 else logging.DEBUG,
+                "%s; skipped %d samples, %d events and %d cycle summaries (InfluxDB may have "
+                "taken part of them; all stay in the store)", error, batch.samples,
+                batch.events, batch.cycles, extra=fields("influxdb-rejected"))
 
     def _acknowledged(self, batch: _Batch) -> None:
         stats = self.stats

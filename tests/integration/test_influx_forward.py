@@ -6,12 +6,13 @@ was stored: values, integer fields, missing (NaN) fields left out, tags escaped.
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import time
 from pathlib import Path
 
 import pytest
-from servers import InfluxDb1, VictoriaMetrics, influxdb1, victoria_metrics
+from servers import InfluxDb1, VictoriaMetrics, http, influxdb1, victoria_metrics
 from station_data import fill
 
 from cellrig.daemon.influx_forwarder import (
@@ -231,3 +232,36 @@ password_file = "influxdb.password"
         store.flush()
         with store.reader() as reader:
             assert reader.cursor("influxdb.samples") == totals["samples"]
+
+
+def test_rejected_data_is_skipped_and_logged_once(tmp_path: Path, influx: InfluxDb1,
+                                                  caplog: pytest.LogCaptureFixture) -> None:
+    """Someone wrote ``cycle`` as a float into the measurement first: InfluxDB refuses every
+    sample (a field type conflict). The forwarder logs that once, moves on, and the events
+    and cycle summaries of the same batches arrive."""
+    caplog.set_level(logging.DEBUG, logger="cellrig.influxdb")
+    conflict = f"samples,station=other cycle=1.5 {int(START_UNIX_S * 1e9)}\n".encode()
+    status, _ = http("POST", f"{influx.url}/write?db={DATABASE}&precision=ns", conflict)
+    assert status == 204
+    with Store.open(tmp_path / "station.db") as store:
+        totals = fill(store, channels=2, samples_per_channel=500, start_unix_s=START_UNIX_S)
+
+        async def forward() -> InfluxForwarder:
+            forwarder = InfluxForwarder(InfluxV1Writer(v1_config(influx)), store, "assb-lab-3",
+                                        settings=ForwarderSettings(batch_samples=300))
+            try:
+                await drain(forwarder)
+            finally:
+                await forwarder.close()
+            return forwarder
+
+        forwarder = asyncio.run(forward())
+        assert forwarder.positions["samples"] == totals["samples"]
+        assert forwarder.stats.rejected_batches == 4 and forwarder.stats.forwarded_samples == 0
+    assert influx.count("samples", "voltage_v", DATABASE) == 0
+    assert influx.count("events", "cycle", DATABASE) == totals["events"]
+    assert influx.count("cycles", "cycle", DATABASE) == totals["cycles"]
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1
+    assert "rejected the data (HTTP 400" in errors[0].getMessage()
+    assert "field type conflict" in errors[0].getMessage()
