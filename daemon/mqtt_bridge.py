@@ -163,8 +163,10 @@ class MqttBridge:
         while True:
             pending.update(await self._in_thread(self.feed.latest_samples))
             now = time.monotonic()
+            # a little slack, so that a channel storing a sample each interval is not pushed
+            # to the next tick by jitter
             due = [channel for channel in pending
-                   if now - sent_at.get(channel, -1e9) >= self.telemetry_interval_s]
+                   if now - sent_at.get(channel, -1e9) >= self.telemetry_interval_s * 0.95]
             await asyncio.gather(*(
                 client.publish(self.topics.channel(channel, "telemetry"),
                                encode(pending.pop(channel)), qos=0)

@@ -24,6 +24,8 @@ from .station_config_model import MqttSinkConfig
 _URL_RE = re.compile(r"(?P<scheme>mqtts?)://(?:(?P<user>[^@/:\s]+)@)?"
                      r"(?P<host>[A-Za-z0-9_.-]+|\[[0-9A-Fa-f:.]+\])(?::(?P<port>\d{1,5}))?/?")
 DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
+#: Publishes in flight at once before aiomqtt warns that the broker is slow to acknowledge.
+PENDING_CALLS_WARNING = 10_000
 
 
 class BrokerError(CellrigError):
@@ -115,7 +117,11 @@ def make_client(settings: BrokerSettings, *, identifier: str, will: aiomqtt.Will
                 tls_context.load_cert_chain(str(settings.cert_file), str(settings.key_file))
         except (OSError, ssl.SSLError) as exc:
             raise BrokerError(f"cannot load the TLS files for {settings.url}: {exc}") from exc
-    return aiomqtt.Client(
+    client = aiomqtt.Client(
         settings.host, settings.port, username=settings.username, password=settings.password,
         identifier=identifier, protocol=aiomqtt.ProtocolVersion.V5, will=will,
         keepalive=keepalive_s, timeout=timeout_s, tls_context=tls_context)
+    # a station publishes a message per channel at once (256 channels, 256 publishes in
+    # flight): aiomqtt would log a warning for each one beyond 10
+    client.pending_calls_threshold = PENDING_CALLS_WARNING
+    return client
