@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from servers import InfluxDb1, influxdb1
 from station_data import fill
 
@@ -187,3 +188,22 @@ def test_panel_query_returns_its_series(filled: InfluxDb1, dashboard: str, title
         assert values, (query, entry)
         if dashboard == "cellrig-cycling.json":
             assert [row[1] for row in entry["values"]] == list(range(1, CYCLE_COUNT + 1))
+
+
+def test_provisioning_names_the_dashboards_data_source() -> None:
+    """The provisioned data source has the uid every panel names, speaks InfluxQL and takes
+    its address and credentials from the environment (no secret in the file)."""
+    grafana = DASHBOARDS.parent
+    sources = yaml.safe_load((grafana / "provisioning" / "datasources" /
+                              "cellrig-influxdb.yaml").read_text(encoding="utf-8"))
+    (source,) = sources["datasources"]
+    assert source["uid"] == "cellrig-influxdb" and source["type"] == "influxdb"
+    assert "version" not in source.get("jsonData", {})  # InfluxQL, the default
+    assert source["url"].startswith("${") and source["secureJsonData"]["password"].startswith(
+        "${")
+    flux = yaml.safe_load((grafana / "examples" / "datasource-influxdb-flux.yaml")
+                          .read_text(encoding="utf-8"))
+    assert flux["datasources"][0]["jsonData"]["version"] == "Flux"
+    providers = yaml.safe_load((grafana / "provisioning" / "dashboards" / "cellrig.yaml")
+                               .read_text(encoding="utf-8"))
+    assert providers["providers"][0]["options"]["path"] == "/var/lib/grafana/dashboards/cellrig"
