@@ -29,7 +29,7 @@ pytestmark = pytest.mark.integration
 CHANNELS = 8
 BLOCK = 20
 PERIOD_S = 0.05  # 8 channels × 20 samples every 50 ms: 3,200 samples a second
-BATCH = 1000
+BATCH = 500
 
 
 class Producer(threading.Thread):
