@@ -142,7 +142,8 @@ class InfluxV1Writer:
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._environment = environment
         self._session: aiohttp.ClientSession | None = None
-        self._password: str | None = None
+        self._secrets: tuple[str, ...] = ()
+        """the password and the header made of it, to keep out of messages"""
 
     @property
     def description(self) -> str:
@@ -153,11 +154,13 @@ class InfluxV1Writer:
 
     def _headers(self) -> dict[str, str]:
         target = self._target
-        self._password = read_secret(PASSWORD_ENV, target.password_file, self._environment)
+        password = read_secret(PASSWORD_ENV, target.password_file, self._environment)
         headers = {"Content-Type": "text/plain; charset=utf-8"}
-        if target.username is not None or self._password is not None:
-            pair = f"{target.username or ''}:{self._password or ''}".encode()
-            headers["Authorization"] = "Basic " + base64.b64encode(pair).decode("ascii")
+        if target.username is not None or password is not None:
+            pair = f"{target.username or ''}:{password or ''}".encode()
+            encoded = base64.b64encode(pair).decode("ascii")
+            headers["Authorization"] = "Basic " + encoded
+            self._secrets = (password, encoded) if password else ()
         return headers
 
     async def write(self, body: bytes) -> None:
@@ -177,8 +180,8 @@ class InfluxV1Writer:
                 status = response.status
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             raise InfluxUnavailable(scrub(f"{self.description} cannot be reached: "
-                                          f"{_reason(exc)}", self._password)) from None
-        error = _classify(status, scrub(answer, self._password), self.description)
+                                          f"{_reason(exc)}", *self._secrets)) from None
+        error = _classify(status, scrub(answer, *self._secrets), self.description)
         if isinstance(error, InfluxRefused):
             await self.close()  # the next attempt reads the password file again
         raise error

@@ -125,6 +125,7 @@ async def echoing_server() -> AsyncIterator[str]:
 
     app = web.Application()
     app.router.add_post("/api/v2/write", refuse)
+    app.router.add_post("/write", refuse)
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -158,6 +159,24 @@ async def test_v2_refused_token_is_never_shown(echoing_server: str, tmp_path: Pa
     finally:
         await from_env.close()
     assert "env-" not in str(caught.value) and TOKEN not in str(caught.value)
+
+
+async def test_v1_refused_password_is_never_shown(echoing_server: str, tmp_path: Path) -> None:
+    """The 1.x writer's Authorization header (base64 of user:password) is hidden too."""
+    password_file = tmp_path / "influxdb.password"
+    password_file.write_text(WRONG_PASSWORD)
+    config = InfluxDbSinkConfig(echoing_server, InfluxApi.V1, database="cellrig",
+                                username="lab", password_file=password_file)
+    writer = InfluxV1Writer(config)
+    try:
+        with pytest.raises(InfluxRefused) as caught:
+            await writer.write(LINE)
+    finally:
+        await writer.close()
+    message = str(caught.value)
+    basic = base64.b64encode(f"lab:{WRONG_PASSWORD}".encode()).decode()
+    assert "bad Basic ***" in message
+    assert basic not in message and WRONG_PASSWORD not in message
 
 
 async def test_v2_unreachable_is_unavailable(tmp_path: Path) -> None:
