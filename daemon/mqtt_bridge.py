@@ -41,6 +41,8 @@ FEED_TICK_S = 0.2
 STATE_INTERVAL_S = 1.0
 #: Requests carried out at the same time; more wait in the broker's queue.
 CONCURRENT_REQUESTS = 8
+#: How long the station's own status may take to come back before the ACL is suspected.
+WRITE_CHECK_S = 5.0
 
 
 async def run_mqtt(config: StationConfig, store: Store, control: StationControl) -> None:
@@ -74,6 +76,8 @@ class MqttBridge:
         self._thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="mqtt-feed")
         self.connections = 0
         """successful connections so far (for tests and the log)"""
+        self._status_heard = asyncio.Event()
+        self.write_check_s = WRITE_CHECK_S
 
     async def _in_thread(self, function: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._thread, function, *args)
@@ -123,7 +127,12 @@ class MqttBridge:
             log.warning("MQTT: could not say offline before disconnecting")
 
     async def _serve(self, client: aiomqtt.Client) -> None:
+        # telemetry is live: what was stored while the broker was away is not sent
+        await self._in_thread(self.feed.skip_samples)
         await client.subscribe(self.topics.commands, qos=1)
+        # the station reads its own status back: proof that the broker lets it write
+        await client.subscribe(self.topics.status, qos=1)
+        self._status_heard = asyncio.Event()
         await client.publish(self.topics.status, encode(status_payload(
             self.station, self.channels, online=True, unix_time_s=self.wall_clock())),
             qos=1, retain=True)
@@ -131,6 +140,19 @@ class MqttBridge:
             group.create_task(self._publish_states(client), name="mqtt.state")
             group.create_task(self._publish_feed(client), name="mqtt.feed")
             group.create_task(self._answer_requests(client, group), name="mqtt.commands")
+            group.create_task(self._check_writes(), name="mqtt.check")
+
+    async def _check_writes(self) -> None:
+        """Log an error when the station's own status does not come back: the broker drops
+        what an account may not write without telling the writer."""
+        try:
+            async with asyncio.timeout(self.write_check_s):
+                await self._status_heard.wait()
+        except TimeoutError:
+            log.error("MQTT: the broker %s does not deliver what station %s publishes: the "
+                      "account %r may not write %s/# (the ACL's station pattern needs the "
+                      "account to be named as the station)", self.settings.url, self.station,
+                      self.settings.username, self.topics.root)
 
     # -- states ----------------------------------------------------------------------------
 
@@ -196,6 +218,9 @@ class MqttBridge:
         prefix = self.topics.command("")
         async for message in client.messages:
             topic = message.topic.value
+            if topic == self.topics.status:
+                self._status_heard.set()
+                continue
             if not topic.startswith(prefix):
                 continue
             verb = topic[len(prefix):]

@@ -1,9 +1,9 @@
 """What the station publishes, read from its store: decoupled from the engines, which only
 write to the store.
 
-- **Telemetry** is live only: the feed starts at the newest stored sample and keeps, for each
-  channel, the newest sample it has read; the publisher sends it at most once per interval.
-  A broker outage leaves a gap, nothing is replayed.
+- **Telemetry** is live only: the feed starts at the newest stored sample (on every connection
+  to the broker) and keeps, for each channel, the newest sample it has read; the publisher
+  sends it at most once per interval. A broker outage leaves a gap, nothing is replayed.
 - **Events** and **cycle summaries** are delivered from durable cursors
   (:meth:`Store.move_cursor`, names ``mqtt.events`` and ``mqtt.cycles``), moved once the
   broker has acknowledged them: a broker outage or a daemon restart delays them, none is lost
@@ -82,6 +82,10 @@ class StoreFeed:
         except sqlite3.Error as exc:
             raise StoreError(f"cannot read: {exc}", path=str(self.store.path)) from exc
         return int(row[0])
+
+    def skip_samples(self) -> None:
+        """Start telemetry again at the newest sample (after the broker was away)."""
+        self.sample_cursor = self._newest_sample_id()
 
     def channel_of(self, job_id: int) -> str:
         """The channel a job runs on (jobs never move)."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import signal
@@ -129,6 +130,25 @@ async def test_acl_keeps_each_account_to_its_rights(tmp_path: Path, broker: Brok
         with store.reader() as reader_db:
             jobs = reader_db.jobs()
         assert [(j.id, j.state.value) for j in jobs] == [(job.id, "running")]
+
+
+async def test_a_station_on_the_wrong_account_is_told(tmp_path: Path, broker: Broker,
+                                                      caplog: pytest.LogCaptureFixture) -> None:
+    config = station_config(tmp_path / "s1", "assb-lab-1", broker.url,
+                            broker.password_file("assb-lab-2"))
+    assert config.mqtt is not None
+    settings = dataclasses.replace(settings_of(config.mqtt), username="assb-lab-2")
+    with Store.open(config.data_folder / "station.db") as store:
+        control = StoreStation(store, config.name, list(config.channels))
+        bridge = MqttBridge(config, store, control, settings)
+        bridge.write_check_s = 0.5
+        task = asyncio.create_task(bridge.run())
+        try:
+            await wait_until(lambda: "may not write cellrig/assb-lab-1/#" in caplog.text)
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            control.close()
 
 
 async def test_broker_restart_is_a_gap_in_telemetry_only(tmp_path: Path,
