@@ -29,6 +29,7 @@ class Notifier:
         # an address starting with '@' is in the abstract namespace
         self.address = "\0" + address[1:] if address.startswith("@") else address
         self.watchdog_interval_s = _watchdog_interval_s(env)
+        self._failing = False
 
     @property
     def enabled(self) -> bool:
@@ -42,13 +43,18 @@ class Notifier:
             return False
         payload = "\n".join(f"{key.upper()}={value}" for key, value in values.items())
         try:
-            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+            # non-blocking: a manager that does not read must never stall the event loop
+            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC
+                               | socket.SOCK_NONBLOCK) as sock:
                 sock.connect(self.address)
-                sock.sendall(payload.encode())
+                sock.send(payload.encode())
         except OSError as exc:
-            log.warning("cannot notify the service manager: %s", exc,
-                        extra={"event": "sd-notify-failed"})
+            if not self._failing:
+                log.warning("cannot notify the service manager: %s", exc,
+                            extra={"event": "sd-notify-failed"})
+            self._failing = True
             return False
+        self._failing = False
         return True
 
     def ready(self, status: str) -> bool:
