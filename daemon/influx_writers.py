@@ -23,6 +23,7 @@ import asyncio
 import base64
 import logging
 import os
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -140,6 +141,7 @@ class InfluxV1Writer:
                                  config.retention_policy, config.username,
                                  config.password_file)
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._ca_file = config.ca_file
         self._environment = environment
         self._session: aiohttp.ClientSession | None = None
         self._secrets: tuple[str, ...] = ()
@@ -166,8 +168,9 @@ class InfluxV1Writer:
     async def write(self, body: bytes) -> None:
         target = self._target
         if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(ssl=_ssl_context(self._ca_file))
             self._session = aiohttp.ClientSession(headers=self._headers(),
-                                                  timeout=self._timeout)
+                                                  timeout=self._timeout, connector=connector)
         parameters = {"db": target.database, "precision": "ns"}
         if target.retention_policy:
             parameters["rp"] = target.retention_policy
@@ -179,8 +182,7 @@ class InfluxV1Writer:
                 answer = await response.text(errors="replace")
                 status = response.status
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise InfluxUnavailable(scrub(f"{self.description} cannot be reached: "
-                                          f"{_reason(exc)}", *self._secrets)) from None
+            raise _unreachable(exc, self.description, *self._secrets) from None
         error = _classify(status, scrub(answer, *self._secrets), self.description)
         if isinstance(error, InfluxRefused):
             await self.close()  # the next attempt reads the password file again
@@ -217,8 +219,14 @@ class InfluxV2Writer:
         config = self._config
         if self._client is None:
             self._token = read_secret(TOKEN_ENV, config.token_file, self._environment)
-            self._client = InfluxDBClientAsync(url=config.url, token=self._token or "",
-                                               org=self._org, timeout=self._timeout_ms)
+            try:
+                self._client = InfluxDBClientAsync(
+                    url=config.url, token=self._token or "", org=self._org,
+                    timeout=self._timeout_ms,
+                    ssl_ca_cert=None if config.ca_file is None else str(config.ca_file))
+            except (OSError, ssl.SSLError) as exc:
+                raise InfluxRefused(f"cannot use the InfluxDB ca_file {config.ca_file}: "
+                                    f"{_reason(exc)}") from None
         try:
             await self._client.write_api().write(
                 bucket=self._bucket, org=self._org, record=body,
@@ -227,13 +235,11 @@ class InfluxV2Writer:
         except InfluxDBError as exc:
             status = getattr(exc, "status", None)
             if not isinstance(status, int) or status == 0:
-                raise InfluxUnavailable(scrub(f"{self.description} cannot be reached: "
-                                              f"{_reason(exc)}", self._token)) from None
+                raise _unreachable(exc, self.description, self._token) from None
             answer = _answer(exc)
             error = _classify(status, scrub(answer, self._token), self.description)
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise InfluxUnavailable(scrub(f"{self.description} cannot be reached: "
-                                          f"{_reason(exc)}", self._token)) from None
+            raise _unreachable(exc, self.description, self._token) from None
         if isinstance(error, InfluxRefused):
             await self.close()  # the next attempt reads the token again
         raise error
@@ -242,6 +248,29 @@ class InfluxV2Writer:
         if self._client is not None:
             client, self._client = self._client, None
             await client.close()  # type: ignore[no-untyped-call]
+
+
+def _ssl_context(ca_file: Path | None) -> ssl.SSLContext | bool:
+    """Certificates checked against ``ca_file``, or the system's authorities."""
+    if ca_file is None:
+        return True
+    try:
+        return ssl.create_default_context(cafile=str(ca_file))
+    except (OSError, ssl.SSLError) as exc:
+        raise InfluxRefused(f"cannot use the InfluxDB ca_file {ca_file}: {_reason(exc)}"
+                            ) from None
+
+
+def _unreachable(error: BaseException, description: str,
+                 *secrets: str | None) -> InfluxError:
+    """A failed connection: an untrusted certificate needs someone to act (refused), anything
+    else may pass (unavailable)."""
+    if isinstance(error, ssl.SSLCertVerificationError | aiohttp.ClientConnectorCertificateError):
+        return InfluxRefused(scrub(f"{description}: the server's certificate is not trusted "
+                                   f"({_reason(error)}); name the authority that signed it "
+                                   "in ca_file", *secrets))
+    return InfluxUnavailable(scrub(f"{description} cannot be reached: {_reason(error)}",
+                                   *secrets))
 
 
 def _answer(error: InfluxDBError) -> str:

@@ -28,7 +28,7 @@ username = "assb-lab-3"
 password_file = "/etc/cellrig/influxdb.password\""""
 V1_KEYS = ("database", "retention_policy", "username", "password_file")
 V2_KEYS = ("org", "bucket", "token_file")
-KEYS = ("url", "api", *V2_KEYS, *V1_KEYS)
+KEYS = ("url", "api", *V2_KEYS, *V1_KEYS, "ca_file")
 
 
 def read_influxdb(findings: Findings, table: Mapping[str, Any],
@@ -40,8 +40,9 @@ def read_influxdb(findings: Findings, table: Mapping[str, Any],
     section.check_keys(KEYS)
     url = section.text("url", required=True, what="an http(s) URL",
                        example='url = "http://localhost:8086"', pattern=_HTTP_RE)
+    ca_file = _ca_file(section, url, path)
     api = _api(findings, section)
-    if api is None:
+    if api is None or (ca_file is None and "ca_file" in table):
         return None
     section.example = V1_EXAMPLE if api is InfluxApi.V1 else V2_EXAMPLE
     if api is InfluxApi.V1:
@@ -62,7 +63,8 @@ def read_influxdb(findings: Findings, table: Mapping[str, Any],
             return None
         return InfluxDbSinkConfig(url, InfluxApi.V1, database=database, retention_policy=policy,
                                   username=username,
-                                  password_file=None if password is None else path(password))
+                                  password_file=None if password is None else path(password),
+                                  ca_file=ca_file)
     org = section.text("org", required=True, what="an InfluxDB organisation",
                        example='org = "lab"')
     bucket = section.text("bucket", required=True, what="an InfluxDB bucket",
@@ -72,7 +74,22 @@ def read_influxdb(findings: Findings, table: Mapping[str, Any],
     if url is None or org is None or bucket is None or (token is None and "token_file" in table):
         return None
     return InfluxDbSinkConfig(url, InfluxApi.V2, org=org, bucket=bucket,
-                              token_file=None if token is None else path(token))
+                              token_file=None if token is None else path(token), ca_file=ca_file)
+
+
+def _ca_file(section: Section, url: str | None,
+             path: Callable[[str], Path]) -> Path | None:
+    """``ca_file``: a PEM file, for an https URL only."""
+    text = section.text("ca_file", required=False, what="a PEM file",
+                        example='ca_file = "/etc/cellrig/influxdb-ca.pem"')
+    if text is None:
+        return None
+    if url is not None and not url.startswith("https://"):
+        section.wrong("ca_file", "ca_file is for TLS, which needs an https:// url",
+                      'url = "https://HOST:8086" with ca_file, or no ca_file',
+                      'url = "https://influxdb.lab.example:8086"')
+        return None
+    return path(text)
 
 
 def _api(findings: Findings, section: Section) -> InfluxApi | None:

@@ -119,6 +119,8 @@ class InfluxDbSinkConfig:
     retention_policy: str | None = None
     username: str | None = None
     password_file: Path | None = None
+    ca_file: Path | None = None
+    """the authority that signed an https server's certificate (the system's when None)"""
 
 
 @dataclass(frozen=True, slots=True)

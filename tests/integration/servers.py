@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import time
 import urllib.error
@@ -43,6 +44,27 @@ def require(binary: str, package: str) -> str:
     return found
 
 
+def make_certificates(folder: Path) -> tuple[Path, Path, Path]:
+    """A certificate authority and a server certificate for 127.0.0.1 signed by it, made
+    with the openssl command: (authority, certificate, key) PEM files."""
+    openssl = require("openssl", "openssl")
+    folder.mkdir(parents=True, exist_ok=True)
+    authority, authority_key = folder / "ca.pem", folder / "ca.key"
+    certificate, key, request = folder / "server.pem", folder / "server.key", folder / "server.csr"
+    extensions = folder / "server.ext"
+    extensions.write_text("subjectAltName = IP:127.0.0.1\n")
+    for command in (
+        ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", authority_key, "-out",
+         authority, "-days", "2", "-subj", "/CN=cellrig test authority"],
+        ["req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", request, "-subj",
+         "/CN=127.0.0.1"],
+        ["x509", "-req", "-in", request, "-CA", authority, "-CAkey", authority_key,
+         "-CAcreateserial", "-out", certificate, "-days", "2", "-extfile", extensions],
+    ):
+        subprocess.run([openssl, *map(str, command)], check=True, capture_output=True)
+    return authority, certificate, key
+
+
 def free_port() -> int:
     """A TCP port nobody listens on right now (loopback)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
@@ -53,10 +75,12 @@ def free_port() -> int:
 def http(method: str, url: str, body: bytes | None = None,
          headers: dict[str, str] | None = None, timeout_s: float = 10.0) -> tuple[int, bytes]:
     """One HTTP request; returns (status, body) for any status, raises OSError when the
-    server does not answer."""
+    server does not answer. An https server's certificate is not checked (the tests'
+    servers have certificates of their own making)."""
     request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    context = ssl._create_unverified_context() if url.startswith("https:") else None
     try:
-        with urllib.request.urlopen(request, timeout=timeout_s) as response:
+        with urllib.request.urlopen(request, timeout=timeout_s, context=context) as response:
             return int(response.status), bytes(response.read())
     except urllib.error.HTTPError as error:
         return int(error.code), bytes(error.read())
@@ -121,12 +145,15 @@ class InfluxDb1(ServerProcess):
     admin_user = "admin"
     admin_password = "admin-secret-7Qx"
 
-    def __init__(self, binary: str, folder: Path, *, auth: bool = False) -> None:
+    def __init__(self, binary: str, folder: Path, *, auth: bool = False,
+                 tls: tuple[Path, Path] | None = None) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         self.folder = folder
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         self.auth = auth
+        https = "" if tls is None else (f'  https-enabled = true\n  https-certificate = "{tls[0]}"'
+                                        f'\n  https-private-key = "{tls[1]}"\n')
         config = folder / "influxdb.conf"
         config.write_text(f"""
 reporting-disabled = true
@@ -145,7 +172,7 @@ bind-address = "127.0.0.1:{free_port()}"
   auth-enabled = {'true' if auth else 'false'}
   log-enabled = false
   pprof-enabled = false
-[logging]
+{https}[logging]
   level = "warn"
   suppress-logo = true
 [continuous_queries]
@@ -204,15 +231,18 @@ class VictoriaMetrics(ServerProcess):
     ``/api/v2/write``; queried through its export API. Queries see new data at once
     (``-search.latencyOffset=0``) once :meth:`flush` has run."""
 
-    def __init__(self, binary: str, folder: Path) -> None:
+    def __init__(self, binary: str, folder: Path,
+                 tls: tuple[Path, Path] | None = None) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         self.folder = folder
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
+        https = [] if tls is None else ["-tls", f"-tlsCertFile={tls[0]}",
+                                        f"-tlsKeyFile={tls[1]}"]
         super().__init__([binary, f"-storageDataPath={folder / 'data'}",
                           f"-httpListenAddr=127.0.0.1:{self.port}", "-retentionPeriod=100y",
                           "-search.latencyOffset=0s", "-loggerLevel=WARN",
-                          "-search.disableCache", "-dedup.minScrapeInterval=1ms"],
+                          "-search.disableCache", "-dedup.minScrapeInterval=1ms", *https],
                          f"{self.url}/health", folder / "victoria-metrics.log")
 
     def flush(self) -> None:
@@ -233,9 +263,11 @@ class VictoriaMetrics(ServerProcess):
 
 
 @contextmanager
-def influxdb1(folder: Path, *, auth: bool = False) -> Iterator[InfluxDb1]:
-    """A running influxd 1.x (skipped or failed when not installed)."""
-    server = InfluxDb1(require("influxd", "influxdb"), folder, auth=auth)
+def influxdb1(folder: Path, *, auth: bool = False,
+              tls: tuple[Path, Path] | None = None) -> Iterator[InfluxDb1]:
+    """A running influxd 1.x (skipped or failed when not installed); with ``tls``
+    (certificate and key files) it serves https."""
+    server = InfluxDb1(require("influxd", "influxdb"), folder, auth=auth, tls=tls)
     server.start()
     try:
         yield server
@@ -244,9 +276,11 @@ def influxdb1(folder: Path, *, auth: bool = False) -> Iterator[InfluxDb1]:
 
 
 @contextmanager
-def victoria_metrics(folder: Path) -> Iterator[VictoriaMetrics]:
-    """A running VictoriaMetrics (skipped or failed when not installed)."""
-    server = VictoriaMetrics(require("victoria-metrics", "victoria-metrics"), folder)
+def victoria_metrics(folder: Path, *,
+                     tls: tuple[Path, Path] | None = None) -> Iterator[VictoriaMetrics]:
+    """A running VictoriaMetrics (skipped or failed when not installed); with ``tls``
+    (certificate and key files) it serves https."""
+    server = VictoriaMetrics(require("victoria-metrics", "victoria-metrics"), folder, tls)
     server.start()
     try:
         yield server

@@ -95,3 +95,10 @@ def test_wrong_values() -> None:
     assert "[sinks.influxdb] needs bucket (an InfluxDB bucket)" in found[0]
     assert "unknown key 'tokenfile'" in errors(
         'url = "http://x:8086"\norg = "a"\nbucket = "b"\ntokenfile = "t"\n')[0]
+
+
+def test_ca_file_needs_https() -> None:
+    config = influx('url = "https://influx.lab:8086"\ndatabase = "d"\nca_file = "ca.pem"\n')
+    assert config.ca_file == Path("/etc/cellrig/ca.pem")
+    found = errors('url = "http://x:8086"\norg = "a"\nbucket = "b"\nca_file = "ca.pem"\n')
+    assert len(found) == 1 and "ca_file is for TLS, which needs an https:// url" in found[0]
