@@ -136,7 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "stations": fleet_cli.run_stations,
     }
     try:
-        return commands[args.command](args)
+        return (fleet_cli.remote_handler(args) or commands[args.command])(args)
     except cli_protocols.UsageError as exc:
         parser.exit(2, f"cellrig: error: {exc}\n")
     except InputError as exc:

@@ -249,8 +249,12 @@ class RemoteStation(ControlClient):
         """Nothing to close: the fleet's connection is shared."""
 
     async def request(self, verb: str, args: Mapping[str, Any] | None = None) -> Any:
-        """One request through the broker."""
-        return await self.fleet.request(self.station, verb, args, timeout_s=self.timeout_s)
+        """One request through the broker; a submission not signed by anyone is signed with
+        the broker account (the station cannot see who sent it)."""
+        found = dict(args or {})
+        if verb == "submit" and not found.get("submitted_by"):
+            found["submitted_by"] = f"{self.fleet.user} (through the broker)"
+        return await self.fleet.request(self.station, verb, found, timeout_s=self.timeout_s)
 
 
 def _json(payload: Any) -> Any:

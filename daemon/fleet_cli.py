@@ -3,8 +3,9 @@
 ``cellrig --broker URL stations`` lists the stations the broker knows (their retained status
 and channel states). With ``--broker`` and ``--station NAME``, ``submit``, ``stop``, ``status``,
 ``jobs`` (and the other station commands) go to that station over MQTT and print what they
-print on the station's PC: :func:`station_client` gives them a
-:class:`~cellrig.daemon.fleet.RemoteStation` instead of the control socket's client.
+print on the station's PC, with the same tables (:mod:`~cellrig.daemon.cli_format`):
+:func:`station_client` gives a :class:`~cellrig.daemon.fleet.RemoteStation`, the control
+socket's client with the broker as its transport.
 
 The account: ``--broker-user`` (or a user in the URL, ``mqtt://alice@broker``) and
 ``--broker-password-file``; each also from the environment (``CELLRIG_BROKER``,
@@ -16,8 +17,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,11 +29,14 @@ from .cli_format import MISSING, shorten, table
 from .cli_protocols import UsageError
 
 if TYPE_CHECKING:  # the MQTT client is imported only by the commands that use it
+    from .control_api import SubmitRequest
     from .control_client import ControlClient
     from .fleet import StationSeen
     from .mqtt_connection import BrokerSettings
 
 STATIONS_HEADERS = ("STATION", "STATUS", "CHANNEL", "JOB", "STATE", "CYCLE", "STEP", "QUEUED")
+#: The station commands that go through the broker when --broker is given.
+REMOTE_COMMANDS = ("submit", "jobs", "status", "pause", "resume", "stop", "events")
 
 
 def add_broker_options(parser: argparse.ArgumentParser) -> None:
@@ -51,6 +57,9 @@ def add_broker_options(parser: argparse.ArgumentParser) -> None:
                        default=os.environ.get("CELLRIG_BROKER_PASSWORD_FILE"),
                        help="the file holding your broker password; env "
                             "CELLRIG_BROKER_PASSWORD_FILE")
+    group.add_argument("--broker-timeout", metavar="SECONDS", type=float,
+                       default=float(os.environ.get("CELLRIG_BROKER_TIMEOUT") or 60.0),
+                       help="how long to wait for a station's reply (default 60)")
     group.add_argument("--broker-ca-file", metavar="FILE",
                        default=os.environ.get("CELLRIG_BROKER_CA_FILE"),
                        help="the authority that signed the broker's certificate (mqtts://); "
@@ -105,8 +114,68 @@ async def station_client(args: argparse.Namespace,
     if not getattr(args, "station", None):
         raise UsageError("which station? give --station NAME with --broker (`cellrig "
                          "--broker URL stations` lists them)")
-    async with Fleet(broker_settings(args)) as fleet, fleet.station(args.station) as remote:
+    async with Fleet(broker_settings(args), timeout_s=args.broker_timeout) as fleet, \
+            fleet.station(args.station) as remote:
         yield remote
+
+
+def remote_handler(args: argparse.Namespace) -> Callable[[argparse.Namespace], int] | None:
+    """:func:`run_remote` for a station command given with --broker, else None."""
+    if uses_broker(args) and getattr(args, "command", None) in REMOTE_COMMANDS:
+        return run_remote
+    return None
+
+
+def run_remote(args: argparse.Namespace) -> int:
+    """A station command through the broker, printed as on the station's PC (``status``
+    prints once: ``--interval`` redraws are for the PC)."""
+    from . import cli_format
+    from .control_api import to_json
+
+    async def work() -> str:
+        async with station_client(args) as station:
+            command = args.command
+            if command == "submit":
+                return cli_format.job_line(await station.submit(submission(args)))
+            if command == "jobs":
+                found = await station.jobs(args.state)
+                return json.dumps(to_json(found), indent=2) if args.json else \
+                    cli_format.jobs_table(found, time.time())
+            if command == "status":
+                status = await station.status()
+                return json.dumps(to_json(status), indent=2) if args.json else \
+                    cli_format.status_table(status)
+            if command == "events":
+                await station.job(args.job)
+                events = await station.events(args.job, 0)
+                if args.json:
+                    return "\n".join(json.dumps(to_json(event)) for event in events)
+                return cli_format.events_table(events)
+            if command == "pause":
+                return cli_format.job_line(await station.pause(args.job))
+            if command == "resume":
+                return cli_format.job_line(await station.resume(args.job))
+            return cli_format.job_line(
+                await station.stop(args.job, args.reason or "stopped on request"))
+
+    print(asyncio.run(work()))
+    return 0
+
+
+def submission(args: argparse.Namespace) -> SubmitRequest:
+    """``cellrig submit``'s request (as the PC's command builds it), signed with the broker
+    account."""
+    from cellrig.protocols.resolve import load_cell_file
+
+    from .cli_protocols import parse_parameters
+    from .cli_station_run import plain, protocol_source
+    from .control_api import SubmitRequest
+
+    text, source = protocol_source(args.protocol)
+    cell = {} if args.cell is None else plain(load_cell_file(args.cell))
+    return SubmitRequest(channel=args.channel, protocol_text=text, cell=cell,
+                         parameters=parse_parameters(args.params), source=source,
+                         start_with=tuple(args.start_with))
 
 
 def run_stations(args: argparse.Namespace) -> int:

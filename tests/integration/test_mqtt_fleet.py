@@ -246,6 +246,39 @@ async def test_three_daemons_on_one_broker(tmp_path: Path, broker: Broker) -> No
                 listed = await station.jobs()
                 assert [(j.id, j.state) for j in listed] == [(jobs[name], "stopped")]
 
+            # the station commands through the broker print what they print on the PC
+            protocol = tmp_path / "charge.yaml"
+            protocol.write_text(PROTOCOL, encoding="utf-8")
+            submitted = await asyncio.to_thread(
+                cellrig, broker, "alice", "--station", "assb-lab-2", "submit", str(protocol),
+                "--channel", "A2")
+            assert submitted.returncode == 0, submitted.stderr
+            job_id = int(submitted.stdout.split()[1])
+            assert submitted.stdout.startswith(f"job {job_id} on A2: ")
+            viewed = await alice.station("assb-lab-2").job(job_id)
+            assert viewed.channel == "A2"
+            stopped_cli = await asyncio.to_thread(
+                cellrig, broker, "alice", "--station", "assb-lab-2", "stop", str(job_id))
+            assert stopped_cli.returncode == 0, stopped_cli.stderr
+            async with asyncio.timeout(20.0):
+                while (await alice.station("assb-lab-2").job(job_id)).state != "stopped":
+                    await asyncio.sleep(0.1)
+            remote = await asyncio.to_thread(cellrig, broker, "alice", "--station",
+                                             "assb-lab-2", "jobs")
+            local = await asyncio.to_thread(
+                subprocess.run, [sys.executable, "-m", "cellrig.daemon.cli", "jobs", "--socket",
+                                 str(tmp_path / "assb-lab-2" / "cellrig.sock")],
+                capture_output=True, text=True, timeout=60, cwd=REPOSITORY, check=False)
+            assert local.returncode == 0, local.stderr
+            assert remote.stdout == local.stdout and f"{job_id}  A2" in remote.stdout
+            status = await asyncio.to_thread(cellrig, broker, "alice", "--station",
+                                             "assb-lab-2", "status", "--once")
+            assert status.stdout.startswith("station assb-lab-2  cellrig "), status.stdout
+            denied = await asyncio.to_thread(cellrig, broker, "bob", "--station", "assb-lab-1",
+                                             "--broker-timeout", "1", "stop",
+                                             str(jobs["assb-lab-1"]))
+            assert denied.returncode == 1 and "may not let 'bob'" in denied.stderr
+
             daemons["assb-lab-3"].send_signal(signal.SIGKILL)
             daemons["assb-lab-3"].wait(10.0)
         listing = await asyncio.to_thread(cellrig, broker, "bob", "stations")
