@@ -69,6 +69,8 @@ CYCLE_FLOAT_FIELDS: dict[str, str] = {
     "retention": "capacity_retention",
     "reference_retention": "reference_capacity_retention",
 }
+#: InfluxDB's timestamps are signed 64-bit nanoseconds: 1677 to 2262.
+MAX_ABS_UNIX_TIME_S = 9.2e9
 MAX_MESSAGE_CHARS = 4096
 MAX_DATA_CHARS = 16_384
 
@@ -125,7 +127,7 @@ def timestamp_ns(unix_time_s: float) -> int:
 @dataclass(frozen=True, slots=True)
 class EncodedSamples:
     """Line protocol of a chunk of samples: the lines, and how many samples had no usable
-    time (a NaN unix time) and were left out."""
+    time (a NaN unix time, or one InfluxDB cannot hold) and were left out."""
 
     lines: list[str]
     skipped: int
@@ -139,7 +141,7 @@ def encode_samples(chunk: SampleColumns, job_tags: Mapping[int, str]) -> Encoded
         return EncodedSamples([], 0)
     columns = chunk.columns
     unix = np.asarray(columns[UNIX_TIME], dtype=np.float64)
-    usable = np.isfinite(unix)
+    usable = np.abs(unix) < MAX_ABS_UNIX_TIME_S  # False for NaN too
     floats = [np.asarray(columns[name], dtype=np.float64) for name in SAMPLE_FLOAT_FIELDS]
     present = np.isfinite(np.vstack(floats))  # fields × rows
     pattern = (present.T.astype(np.int64) << np.arange(len(floats), dtype=np.int64)).sum(1)
@@ -209,7 +211,7 @@ def encode_event(stored: StoredEvent, tags: str) -> str | None:
     job and kind at the same microsecond stay apart: the store id's last three digits are
     added as nanoseconds."""
     event = stored.event
-    if not math.isfinite(event.unix_time_s):
+    if not abs(event.unix_time_s) < MAX_ABS_UNIX_TIME_S:
         return None
     data = json.dumps(event.data, sort_keys=True, default=str) if event.data else None
     fields: list[tuple[str, float | int | bool | str | None]] = [
@@ -227,7 +229,7 @@ def encode_event(stored: StoredEvent, tags: str) -> str | None:
 
 def encode_cycle(summary: CycleSummary, tags: str, end_unix_time_s: float) -> str | None:
     """The ``cycles`` line of a cycle summary, at the unix time the cycle ended."""
-    if not math.isfinite(end_unix_time_s):
+    if not abs(end_unix_time_s) < MAX_ABS_UNIX_TIME_S:
         return None
     fields: list[tuple[str, float | int | bool | str | None]] = [("cycle", int(summary.cycle))]
     for attribute, name in CYCLE_FLOAT_FIELDS.items():

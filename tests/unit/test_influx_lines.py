@@ -165,9 +165,9 @@ def test_samples_read_back_as_stored(rows: list[tuple[Any, ...]]) -> None:
 
 
 def test_samples_without_a_time_are_skipped_and_counted() -> None:
-    encoded = encode_samples(chunk({"Unix Time / s": [1.7e9, math.nan, 1.7e9 + 1]}, [1, 1, 1]),
-                             TAGS)
-    assert encoded.skipped == 1 and len(encoded.lines) == 2
+    times = [1.7e9, math.nan, 1.7e9 + 1, 1e300, -math.inf, -1e10]
+    encoded = encode_samples(chunk({"Unix Time / s": times}, [1] * 6), TAGS)
+    assert encoded.skipped == 4 and len(encoded.lines) == 2
 
 
 def test_every_sample_field_is_written() -> None:
