@@ -265,3 +265,40 @@ def test_rejected_data_is_skipped_and_logged_once(tmp_path: Path, influx: Influx
     assert len(errors) == 1
     assert "rejected the data (HTTP 400" in errors[0].getMessage()
     assert "field type conflict" in errors[0].getMessage()
+
+
+def test_a_restarted_forwarder_continues_from_its_cursors(tmp_path: Path,
+                                                          influx: InfluxDb1) -> None:
+    """The first forwarder stops after two batches (as a daemon that is stopped); the next
+    one, on the reopened store, forwards only the rest."""
+    settings = ForwarderSettings(batch_samples=500)
+    with Store.open(tmp_path / "station.db") as store:
+        totals = fill(store, channels=2, samples_per_channel=1000, start_unix_s=START_UNIX_S)
+
+        async def twice() -> None:
+            forwarder = InfluxForwarder(InfluxV1Writer(v1_config(influx)), store, "s",
+                                        settings=settings)
+            try:
+                assert await forwarder.forward_once()
+                assert await forwarder.forward_once()
+            finally:
+                await forwarder.close()
+
+        asyncio.run(twice())
+    assert influx.count("samples", "voltage_v", DATABASE) == 1000
+    with Store.open(tmp_path / "station.db") as store:
+        with store.reader() as reader:
+            assert reader.cursor("influxdb.samples") == 1000
+
+        async def rest() -> InfluxForwarder:
+            forwarder = InfluxForwarder(InfluxV1Writer(v1_config(influx)), store, "s",
+                                        settings=settings)
+            try:
+                await drain(forwarder)
+            finally:
+                await forwarder.close()
+            return forwarder
+
+        forwarder = asyncio.run(rest())
+    assert forwarder.stats.forwarded_samples == totals["samples"] - 1000
+    assert influx.count("samples", "voltage_v", DATABASE) == totals["samples"]
