@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import math
 
-from cellrig.daemon.environment import SharedChamber
-from cellrig.daemon.station_config_model import ChannelConfig
+from cellrig.daemon.environment import SharedChamber, StackJig
 from cellrig.daemon.supervisor_limits import LimitsConflict, effective_limits
 from cellrig.drivers.chamber_common import temperatures_outside
 from cellrig.drivers.palmsens_ranges import program_refusals
 from cellrig.protocols.program import Limit, Limits, Program, SetStep
-from cellrig.protocols.rig import Capabilities
+from cellrig.protocols.rig import Capabilities, JigKind
 
 HARD_LIMITS = "the channel's hard limits"
 
@@ -62,18 +61,19 @@ def hard_limit_refusals(program: Program, hard: Limits) -> list[str]:
     return problems
 
 
-def environment_refusals(program: Program, config: ChannelConfig,
-                         chamber: SharedChamber | None) -> list[str]:
+def environment_refusals(program: Program, channel: str, chamber: SharedChamber | None,
+                         jig: StackJig | None) -> list[str]:
     """Set steps the channel's chamber and jig can never take."""
     problems: list[str] = []
     sets = [step for step in program.iter_steps() if isinstance(step, SetStep)]
     for step in sets:
         where = f"step {step.id} ({step.label})"
         if step.temperature_c is not None and chamber is None:
-            problems.append(f"{where}: channel {config.name} has no chamber to set "
+            problems.append(f"{where}: channel {channel} has no chamber to set "
                             f"{step.temperature_c:g} °C")
-        if step.pressure_pa is not None and config.jig is None:
-            problems.append(f"{where}: channel {config.name} has no jig to set "
+        if step.pressure_pa is not None and (jig is None or jig.kind is not JigKind.CONTROLLED):
+            what = "no jig" if jig is None else f"a jig ({jig.name}) that only measures"
+            problems.append(f"{where}: channel {channel} has {what}, so it cannot set "
                             f"{step.pressure_pa / 1e6:g} MPa")
     if chamber is not None:
         low_c, high_c = chamber.port.temperature_range_c

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from cellrig.daemon.channel_rig import ChannelRig
-from cellrig.daemon.environment import SharedChamber
+from cellrig.daemon.environment import SharedChamber, StackJig
 from cellrig.daemon.station_config_model import ChannelConfig, StationConfig
 from cellrig.daemon.supervisor import ChannelSupervisor
 from cellrig.protocols.clock import Clock
@@ -45,6 +45,11 @@ class JobChannel(Protocol):
     @property
     def chamber(self) -> SharedChamber | None:
         """The chamber it uses (often shared), if any."""
+        ...
+
+    @property
+    def jig(self) -> StackJig | None:
+        """Its stack-pressure jig, if any."""
         ...
 
     def refusals(self, program: Program) -> list[str]:

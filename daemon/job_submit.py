@@ -111,5 +111,5 @@ def refusals(program: Program, channel: JobChannel) -> list[str]:
     """Every reason ``program`` can never run on ``channel`` (each said once)."""
     found = [*channel.refusals(program),
              *hard_limit_refusals(program, channel.config.limits),
-             *environment_refusals(program, channel.config, channel.chamber)]
+             *environment_refusals(program, channel.name, channel.chamber, channel.jig)]
     return list(dict.fromkeys(found))
