@@ -199,9 +199,8 @@ def _run_export(args: argparse.Namespace) -> int:
 
 
 def _run_demo(args: argparse.Namespace) -> int:
-    import importlib
+    from .demo import run_demo
 
-    run_demo: Handler = importlib.import_module("cellrig.daemon.demo").run_demo
     return run_demo(args)
 
 
