@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import statistics
 import sys
 import tempfile
@@ -76,20 +77,28 @@ def bench_encoding(store: Store) -> None:
           f"({size:.0f} bytes a line, 13 fields)")
 
 
-async def forward_all(writer: PointWriter, store: Store, total: int) -> float:
+def rss_mib() -> float:
+    """The process's resident memory now."""
+    pages = int(Path("/proc/self/statm").read_text().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+async def forward_all(writer: PointWriter, store: Store, total: int) -> tuple[float, float]:
     """Run the forwarder (as the daemon does) from cursor 0 until it has delivered ``total``
-    samples; the seconds it took."""
+    samples: the seconds it took, and how far the resident memory rose meanwhile."""
     forwarder = InfluxForwarder(writer, store, "assb-lab-3",
                                 settings=ForwarderSettings(cursor_prefix=f"bench{time.time()}"))
+    rss_before = peak = rss_mib()
     started = time.perf_counter()
     task = asyncio.create_task(forwarder.run())
     while forwarder.positions.get("samples", 0) < total:
         await asyncio.sleep(0.005)
+        peak = max(peak, rss_mib())
     elapsed = time.perf_counter() - started
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
-    return elapsed
+    return elapsed, peak - rss_before
 
 
 def bench_throughput(folder: Path, samples: int) -> None:
@@ -102,15 +111,16 @@ def bench_throughput(folder: Path, samples: int) -> None:
         with influxdb1(folder / "influxdb") as influx:
             influx.create_database("cellrig")
             config = InfluxDbSinkConfig(influx.url, InfluxApi.V1, database="cellrig")
-            elapsed = asyncio.run(forward_all(InfluxV1Writer(config), store, total))
+            elapsed, grown = asyncio.run(forward_all(InfluxV1Writer(config), store, total))
             counted = influx.count("samples", "voltage_v", "cellrig")
             print(f"InfluxDB 1.6.7, 1.x API: {total / elapsed:,.0f} samples/s "
-                  f"({total:,} samples in {elapsed:.1f} s; {counted:,} points counted)")
+                  f"({total:,} samples in {elapsed:.1f} s; {counted:,} points counted; "
+                  f"RSS rose {grown:.0f} MiB while the backlog drained)")
         with victoria_metrics(folder / "victoria-metrics") as victoria:
             config = InfluxDbSinkConfig(victoria.url, InfluxApi.V2, org="lab", bucket="cellrig")
-            elapsed = asyncio.run(forward_all(InfluxV2Writer(config), store, total))
+            elapsed, grown = asyncio.run(forward_all(InfluxV2Writer(config), store, total))
             print(f"VictoriaMetrics, 2.x API: {total / elapsed:,.0f} samples/s "
-                  f"({total:,} samples in {elapsed:.1f} s)")
+                  f"({total:,} samples in {elapsed:.1f} s; RSS rose {grown:.0f} MiB)")
 
 
 class TimingWriter:
