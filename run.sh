@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The two commands of the README.
-#   ./run.sh demo   set up .venv and run the main job (check and print the protocol library)
+#   ./run.sh demo   set up .venv and run `cellrig demo`: a simulated four-cell station runs the
+#                   formation protocol; BDF files, cycle tables and plots in a folder it names
 #   ./run.sh test   set up .venv and run every check: ruff, mypy, the test suite
 # Needs python3 (3.11+) with venv; everything else is installed into .venv.
 set -euo pipefail
@@ -25,7 +26,7 @@ case "${1:-}" in
     demo)
         setup
         shift
-        exec "$VENV/bin/cellrig" library "$@"
+        exec "$VENV/bin/cellrig" demo "$@"
         ;;
     test)
         setup
