@@ -69,6 +69,8 @@ class SimStation:
     channels: list[str]
     instruments: list[EmulatedInstrument] = field(default_factory=list)
     keithleys: dict[str, Keithley2450Emulator] = field(default_factory=dict)
+    scpi_servers: dict[str, ScpiServer] = field(default_factory=dict)
+    """each Keithley's SCPI server, by channel (its wire faults, or closed to cut it off)"""
     alicats: dict[str, AlicatEmulator] = field(default_factory=dict)
     mark10s: dict[str, Mark10Emulator] = field(default_factory=dict)
     espec: EspecEmulator | None = None
@@ -155,6 +157,7 @@ async def serve_sim_station(channels: int = 4, speed: float = 100.0, *, eis: boo
             keithley = Keithley2450Emulator(cell, serial_number=f"0451{len(station.keithleys):04d}")
             scpi = await stack.enter_async_context(ScpiServer(keithley, host=host))
             station.keithleys[name] = keithley
+            station.scpi_servers[name] = scpi
             alicat = AlicatEmulator.for_bench_cell(cell, full_scale_pa=full_scale_pa)
             alicat_server = alicat.line_server()
             stack.push_async_callback(alicat_server.close)
