@@ -2,9 +2,9 @@
 
 Run: ``python tests/bench/bench_mqtt.py [--messages N] [--channels 256] [--seconds S]``.
 
-1. Messages per second through mosquitto on loopback: one aiomqtt client publishes
-   ``--messages`` telemetry-sized JSON messages (QoS 0, then QoS 1), another receives them;
-   the rate is counted from the first publish to the last message received.
+1. Messages per second through mosquitto on loopback: an aiomqtt client publishes
+   ``--messages`` telemetry-sized JSON messages (QoS 0, then QoS 1), ``mosquitto_sub``
+   receives them; the rate is counted from the first publish to the last message received.
 2. Telemetry latency: ``--channels`` running jobs each store one sample a second (a writer
    thread hands each second's samples to the store, as the engines would); the station's
    bridge reads them from the store and publishes telemetry; a subscriber takes each message's
@@ -54,24 +54,29 @@ def client(broker: Broker, user: str, name: str) -> aiomqtt.Client:
 
 
 async def throughput(broker: Broker, messages: int, qos: int) -> tuple[float, int]:
-    """Messages per second from one publisher to one subscriber, and how many the broker
-    dropped (at QoS 0 it drops what a slow subscriber's queue cannot hold)."""
+    """Messages per second from one aiomqtt publisher (this process) to a ``mosquitto_sub``
+    subscriber (its own process, in C), and how many the broker dropped (it drops what a
+    subscriber's queue cannot hold when the publisher outruns it)."""
     topic = "cellrig/assb-lab-1/A1/telemetry"
+    password = broker.password_file("grafana").read_text(encoding="utf-8").strip()
+    subscriber = await asyncio.create_subprocess_exec(
+        "mosquitto_sub", "-V", "5", "-h", "127.0.0.1", "-p", str(broker.port), "-u", "grafana",
+        "-P", password, "-q", str(qos), "-t", topic, "-C", str(messages), "-W", "60",
+        stdout=asyncio.subprocess.PIPE)
+    assert subscriber.stdout is not None
+    await asyncio.sleep(1.0)  # its subscription is in place
     received = 0
     last_s = 0.0
-    async with client(broker, "grafana", f"bench-sub-{qos}") as subscriber, \
-            client(broker, "assb-lab-1", f"bench-pub-{qos}") as publisher:
-        await subscriber.subscribe(topic, qos=qos)
 
-        async def count() -> None:
-            nonlocal received, last_s
-            async for _ in subscriber.messages:
-                received += 1
-                last_s = time.perf_counter()
-                if received == messages:
-                    return
+    async def count() -> None:
+        nonlocal received, last_s
+        assert subscriber.stdout is not None
+        async for _ in subscriber.stdout:
+            received += 1
+            last_s = time.perf_counter()
 
-        counter = asyncio.create_task(count())
+    counter = asyncio.create_task(count())
+    async with client(broker, "assb-lab-1", f"bench-pub-{qos}") as publisher:
         started = time.perf_counter()
         window = 1000 if qos == 0 else 100  # publishes in flight at once
         for first in range(0, messages, window):
@@ -81,8 +86,10 @@ async def throughput(broker: Broker, messages: int, qos: int) -> tuple[float, in
         while received != seen and received < messages:  # until 1 s without a message
             seen = received
             await asyncio.sleep(1.0)
-        counter.cancel()
-        await asyncio.gather(counter, return_exceptions=True)
+    if subscriber.returncode is None:
+        subscriber.terminate()
+    await subscriber.wait()
+    await counter
     return received / (last_s - started), messages - received
 
 
