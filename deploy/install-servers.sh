@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # Installs the servers the integration tests talk to (Debian packages): the mosquitto MQTT
-# broker, InfluxDB 1.x and VictoriaMetrics (which speaks the InfluxDB 2 write API). The tests
+# broker (and its clients, for mosquitto_passwd), InfluxDB 1.x and VictoriaMetrics (which speaks the InfluxDB 2 write API). The tests
 # start their own instances on loopback ports; the packages' system services are not used.
+# curl and openssl make the test certificates and drive the InfluxDB setup script.
 # Does nothing when all three are already installed.
 set -euo pipefail
 missing=()
 command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || missing+=(mosquitto)
 command -v influxd >/dev/null || missing+=(influxdb)
 command -v victoria-metrics >/dev/null || missing+=(victoria-metrics)
+command -v mosquitto_passwd >/dev/null || missing+=(mosquitto-clients)
+command -v curl >/dev/null || missing+=(curl)
+command -v openssl >/dev/null || missing+=(openssl)
 if [ "${#missing[@]}" -eq 0 ]; then
     exit 0
 fi
