@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Installs the servers the integration tests talk to (Debian packages): the mosquitto MQTT
-# broker (and its clients, for mosquitto_passwd), InfluxDB 1.x and VictoriaMetrics (which speaks the InfluxDB 2 write API). The tests
-# start their own instances on loopback ports; the packages' system services are not used.
-# curl and openssl make the test certificates and drive the InfluxDB setup script.
-# Does nothing when all three are already installed.
+# broker (and its clients, for mosquitto_passwd), InfluxDB 1.x and VictoriaMetrics (which
+# speaks the InfluxDB 2 write API). The tests start their own instances on loopback ports; the
+# packages' system services are not used. curl and openssl make the test certificates and
+# drive the InfluxDB setup script. Does nothing when everything is already installed.
 set -euo pipefail
 missing=()
 command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || missing+=(mosquitto)
