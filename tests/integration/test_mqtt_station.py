@@ -27,8 +27,11 @@ from paho.mqtt.properties import Properties
 
 from cellrig.daemon.control_api import ControlError, ErrorCode, SubmitRequest
 from cellrig.daemon.fleet import Fleet
-from cellrig.daemon.mqtt_bridge import MqttBridge
+from cellrig.daemon.jobs import JobManager
+from cellrig.daemon.mqtt_bridge import MqttBridge, run_mqtt
 from cellrig.daemon.mqtt_connection import make_client, parse_url, settings_of
+from cellrig.daemon.station import open_station
+from cellrig.daemon.station_config import load_station_text
 from cellrig.daemon.store import Store
 from cellrig.drivers.backoff import Backoff
 from cellrig.protocols.engine.output import EventKind
@@ -236,6 +239,8 @@ import asyncio, sys
 sys.path.insert(0, sys.argv[1])
 from mqtt_station import StoreStation, station_config
 from cellrig.daemon.mqtt_bridge import run_mqtt
+from cellrig.daemon.station import open_station
+from cellrig.daemon.station_config import load_station_text
 from cellrig.daemon.store import Store
 from pathlib import Path
 
@@ -279,3 +284,70 @@ async def test_a_clean_stop_says_offline(broker: Broker, station: Running) -> No
         station.task.cancel()
         offline = await next_on(watcher, f"cellrig/{STATION}/status", online=False)
         assert offline["reason"] == "stopped"
+
+
+CYCLES = """cellrig: 1
+name: quick-cycles
+cell: {capacity: 5 mAh}
+steps:
+  - repeat: 2
+    steps:
+      - Charge at 1C for 1 minute
+      - Discharge at 1C until 2.5 V
+"""
+
+
+async def test_a_real_job_on_a_model_station(tmp_path: Path, broker: Broker) -> None:
+    """The job manager runs a job on the model bench: its engine's samples, events and cycle
+    summaries reach the broker through the store, and its state follows the job."""
+    folder = tmp_path / STATION
+    folder.mkdir()
+    text = [f'[station]\nname = "{STATION}"\ndata_folder = "{folder}"\n',
+            '[instruments.bench]\ndriver = "model"\n'
+            'options = { cell = "pouch-2x2cm", time_scale = 30 }\n'
+            '[channels.A1]\npotentiostat = "bench"\n'
+            'limits = { voltage = ["-0.5 V", "4.5 V"], current = "1 A" }\n',
+            f'[sinks.mqtt]\nurl = "{broker.url}"\nusername = "{STATION}"\n'
+            f'password_file = "{broker.password_file(STATION)}"\n'
+            'telemetry_interval = "200 ms"\n']
+    config = load_station_text("\n".join(text), folder=folder)
+    root = f"cellrig/{STATION}"
+    with Store.open(folder / "station.db") as store:
+        async with open_station(config) as station, account(broker, "grafana") as reader:
+            manager = JobManager(station, store)
+            await reader.subscribe(f"{root}/#", qos=1)
+            try:
+                async with asyncio.TaskGroup() as group:
+                    tasks = [group.create_task(manager.run()), group.create_task(station.run()),
+                             group.create_task(run_mqtt(config, store, manager))]
+                    await next_on(reader, f"{root}/status", 10.0, online=True)
+                    job = await manager.submit(SubmitRequest("A1", CYCLES, {"id": "c1"},
+                                                             source="quick.yaml"))
+                    found = []
+                    ran = False
+                    async with asyncio.timeout(60.0):
+                        async for message in reader.messages:
+                            payload = json.loads(message.payload)  # type: ignore[arg-type]
+                            found.append((message.topic.value, payload))
+                            if message.topic.value != f"{root}/A1/state":
+                                continue
+                            ran = ran or payload["job_id"] == job.id
+                            if ran and payload["job_state"] is None:  # the job has ended
+                                break
+                    for task in tasks:
+                        task.cancel()
+            except* asyncio.CancelledError:
+                pass
+            finally:
+                manager.close()
+    kinds = [p["kind"] for t, p in found if t == f"{root}/A1/event"]
+    assert kinds[0] == "job start" and kinds[-1] == "job end" and "step start" in kinds
+    states = [p["job_state"] for t, p in found if t == f"{root}/A1/state"]
+    assert "running" in states and states[-1] is None
+    telemetry = [p for t, p in found if t == f"{root}/A1/telemetry"]
+    assert len(telemetry) >= 3 and {p["job_id"] for p in telemetry} == {job.id}
+    assert {"CC_CHG", "CC_DCH"} <= {p["step_type"] for p in telemetry}
+    cycles = [p for t, p in found if t == f"{root}/A1/cycle"]
+    assert [c["cycle"] for c in cycles] == [1, 2]
+    # 5 mA for a minute of the bench's time
+    assert cycles[0]["charge_capacity_ah"] == pytest.approx(5e-3 / 60, rel=0.05)
