@@ -51,13 +51,9 @@ SINK_BACKOFF_MAX_S = 60.0
 
 
 def socket_path(config: StationConfig, override: str | Path | None = None) -> Path:
-    """The control socket: ``override`` (``--socket``), the configuration's
-    ``control_socket`` if it has one, else ``<data_folder>/cellrig.sock``."""
+    """The control socket: ``override`` (``--socket``), else ``<data_folder>/cellrig.sock``."""
     if override:
         return Path(override)
-    configured = getattr(config, "control_socket", None)
-    if configured:
-        return Path(configured)
     return config.data_folder / SOCKET_NAME
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import pwd
 import socket
 import stat
 from pathlib import Path
@@ -94,6 +95,14 @@ async def test_refusals_arrive_with_their_codes(station_toml: Path) -> None:
                 await call
             assert refused.value.code is code, refused.value.message
             assert text in refused.value.message
+        # the server knows who is asking: a stop without a reason says who stopped it
+        job = await client.submit(SubmitRequest("A1", CYCLING, {}))
+        stopped = await client.stop(job.id)
+        assert stopped.state == "stopped"
+        assert stopped.reason == f"stopped on request by {pwd.getpwuid(os.getuid()).pw_name}"
+        with pytest.raises(ControlError) as again:
+            await client.stop(job.id)
+        assert again.value.code is ErrorCode.CONFLICT
 
 
 async def _exchange(path: Path, payload: bytes) -> list[dict[str, object]]:
