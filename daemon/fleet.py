@@ -115,8 +115,19 @@ class Fleet:
                               ) from None
 
     async def _read(self) -> None:
-        """Route every message: replies to their requests, retained status and states to the
-        stations seen."""
+        """Route every message until the connection ends; then every request still waiting
+        fails at once."""
+        try:
+            await self._route()
+        except aiomqtt.MqttError as exc:
+            lost = StationUnreachable(f"lost the broker {self.settings.url}: {exc}")
+            for waiting in self._waiting.values():
+                if not waiting.done():
+                    waiting.set_exception(lost)
+            raise
+
+    async def _route(self) -> None:
+        """Replies to their requests, retained status and states to the stations seen."""
         async for message in self.client.messages:
             topic = message.topic.value
             payload = _json(message.payload)

@@ -93,6 +93,8 @@ class MqttBridge:
                     delays = self.backoff.delays()
                 except* (aiomqtt.MqttError, OSError) as group:
                     log.warning("MQTT: %s: %s", self.settings.url, _first(group))
+                except* BrokerError as group:  # TLS files that cannot be loaded
+                    log.error("MQTT: %s", _first(group))
                 except* Exception as group:  # a bug or the store: log it, keep retrying
                     log.error("MQTT: the bridge failed", exc_info=_first(group))
                 delay_s = next(delays)

@@ -64,10 +64,13 @@ class Account:
 class Broker:
     """mosquitto with the deploy configuration, on 127.0.0.1:``port``."""
 
-    def __init__(self, folder: Path, accounts: Sequence[str] = ACCOUNTS) -> None:
+    def __init__(self, folder: Path, accounts: Sequence[str] = ACCOUNTS, *,
+                 tls: bool = False) -> None:
         self.binary = require_mosquitto()
         self.folder = folder
         self.port = free_port()
+        self.tls_port = free_port() if tls else None
+        self.ca_file = make_certificates(folder) if tls else None
         self.accounts: dict[str, Account] = {}
         passwords = folder / "passwords"
         for name in accounts:
@@ -95,6 +98,10 @@ class Broker:
             elif line.startswith("listener 1883"):
                 line = f"listener {self.port} 127.0.0.1"
             lines.append(line)
+        if self.tls_port is not None:  # the deploy file's TLS listener, uncommented
+            lines += [f"listener {self.tls_port} 127.0.0.1",
+                      f"certfile {self.folder / 'server.pem'}",
+                      f"keyfile {self.folder / 'server.key'}"]
         # run as root (a container), mosquitto would switch to the mosquitto user, which
         # cannot read the test's private folder: stay the user who runs the tests
         lines.append(f"user {pwd.getpwuid(os.getuid()).pw_name}")
@@ -140,6 +147,28 @@ class Broker:
         """Stop and start again on the same port (retained messages are not persisted)."""
         self.stop()
         self.start()
+
+
+def make_certificates(folder: Path) -> Path:
+    """A certificate authority and a certificate for localhost signed by it (openssl);
+    returns the authority's certificate."""
+    if shutil.which("openssl") is None:
+        reason = "openssl is not installed (the TLS test makes its certificates with it)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    names = folder / "names.ext"
+    names.write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n", encoding="utf-8")
+    for command in (
+        ["req", "-x509", *key, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
+         "-subj", "/CN=cellrig test authority"],
+        ["req", *key, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost"],
+        ["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+         "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", str(names)],
+    ):
+        subprocess.run(["openssl", *command], cwd=folder, check=True, capture_output=True)
+    return folder / "ca.pem"
 
 
 @pytest.fixture

@@ -27,7 +27,8 @@ from cellrig.daemon.control_api import SubmitRequest
 from cellrig.daemon.control_client import StationUnreachable
 from cellrig.daemon.fleet import Fleet, StationSeen
 from cellrig.daemon.mqtt_bridge import MqttBridge
-from cellrig.daemon.mqtt_connection import make_client, parse_url, settings_of
+from cellrig.daemon.mqtt_connection import BrokerError, make_client, parse_url, settings_of
+from cellrig.daemon.station_config import load_station_text
 from cellrig.daemon.store import Store
 from cellrig.drivers.backoff import Backoff
 
@@ -300,3 +301,50 @@ async def test_three_daemons_on_one_broker(tmp_path: Path, broker: Broker) -> No
             if name != "assb-lab-3":
                 log = (tmp_path / f"{name}.log").read_text(errors="replace")
                 assert "Traceback" not in log, log[-3000:]
+
+
+# paho-mqtt 2.2 does not close the socket of a TLS handshake that fails (the untrusted
+# client below): the garbage collector does, with a ResourceWarning
+@pytest.mark.filterwarnings(
+    "ignore:Exception ignored in. <ssl.SSLSocket:pytest.PytestUnraisableExceptionWarning")
+async def test_tls_with_the_lab_authority(tmp_path: Path) -> None:
+    """mqtts:// with the station's ca_file; a client that does not trust the authority is
+    refused with the reason."""
+    folder = tmp_path / "broker"
+    folder.mkdir()
+    server = Broker(folder, tls=True)
+    server.start()
+    try:
+        assert server.ca_file is not None
+        url = f"mqtts://localhost:{server.tls_port}"
+        text = [f'[station]\nname = "assb-lab-1"\ndata_folder = "{tmp_path / "s1"}"\n',
+                '[instruments.bench]\ndriver = "model"\n[channels.A1]\n'
+                'potentiostat = "bench"\n'
+                'limits = { voltage = ["-0.5 V", "4.5 V"], current = "1 A" }\n',
+                f'[sinks.mqtt]\nurl = "{url}"\nusername = "assb-lab-1"\n'
+                f'password_file = "{server.password_file("assb-lab-1")}"\n'
+                f'ca_file = "{server.ca_file}"\n']
+        config = load_station_text("\n".join(text), folder=tmp_path)
+        assert config.mqtt is not None
+        with Store.open(tmp_path / "s1" / "station.db") as store:
+            control = StoreStation(store, config.name, list(config.channels))
+            bridge = MqttBridge(config, store, control, settings_of(config.mqtt))
+            task = asyncio.create_task(bridge.run())
+            try:
+                settings = parse_url(url, username="alice", ca_file=server.ca_file,
+                                     password_file=server.password_file("alice"))
+                async with Fleet(settings, timeout_s=5.0) as alice:
+                    status = await alice.station("assb-lab-1").status()
+                assert [c.channel for c in status.channels] == ["A1"]
+                assert bridge.connections == 1
+                untrusted = parse_url(url, username="alice",
+                                      password_file=server.password_file("alice"))
+                with pytest.raises(BrokerError, match="certificate verify failed"):
+                    async with Fleet(untrusted):
+                        pass
+            finally:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+                control.close()
+    finally:
+        server.stop()
