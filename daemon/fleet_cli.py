@@ -10,7 +10,9 @@ socket's client with the broker as its transport.
 The account: ``--broker-user`` (or a user in the URL, ``mqtt://alice@broker``) and
 ``--broker-password-file``; each also from the environment (``CELLRIG_BROKER``,
 ``CELLRIG_STATION``, ``CELLRIG_BROKER_USER``, ``CELLRIG_BROKER_PASSWORD_FILE``,
-``CELLRIG_BROKER_CA_FILE``), so a researcher sets them once in their shell profile.
+``CELLRIG_BROKER_CA_FILE``, ``CELLRIG_BROKER_TIMEOUT``), so a researcher sets them once in
+their shell profile. A command given ``--socket`` or ``--config`` talks to that station
+directly even then.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import time
 from collections.abc import AsyncIterator, Callable
@@ -57,9 +60,10 @@ def add_broker_options(parser: argparse.ArgumentParser) -> None:
                        default=os.environ.get("CELLRIG_BROKER_PASSWORD_FILE"),
                        help="the file holding your broker password; env "
                             "CELLRIG_BROKER_PASSWORD_FILE")
-    group.add_argument("--broker-timeout", metavar="SECONDS", type=float,
-                       default=float(os.environ.get("CELLRIG_BROKER_TIMEOUT") or 60.0),
-                       help="how long to wait for a station's reply (default 60)")
+    group.add_argument("--broker-timeout", metavar="SECONDS", type=_seconds,
+                       default=os.environ.get("CELLRIG_BROKER_TIMEOUT") or "60",
+                       help="how long to wait for a station's reply (default 60); env "
+                            "CELLRIG_BROKER_TIMEOUT")
     group.add_argument("--broker-ca-file", metavar="FILE",
                        default=os.environ.get("CELLRIG_BROKER_CA_FILE"),
                        help="the authority that signed the broker's certificate (mqtts://); "
@@ -92,9 +96,21 @@ def broker_settings(args: argparse.Namespace) -> BrokerSettings:
                      ca_file=None if not ca_file else Path(ca_file).expanduser())
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds above 0")
+    return value
+
+
 def uses_broker(args: argparse.Namespace) -> bool:
-    """Whether station commands go through the broker."""
-    return bool(getattr(args, "broker", None))
+    """Whether station commands go through the broker: with --broker (or CELLRIG_BROKER),
+    unless the command names a local station with --socket or --config."""
+    local = getattr(args, "socket", None) or getattr(args, "config", None)
+    return bool(getattr(args, "broker", None)) and not local
 
 
 @asynccontextmanager

@@ -303,3 +303,21 @@ def test_stations_table() -> None:
          ["assb-lab-2", "offline (connection lost)", "B1", "-", "-", "-", "-", "-"]],
         [False, False, False, True, False, True, False, True])
     assert stations_table(seen) == expected
+
+
+def test_station_commands_go_through_the_broker_only_when_asked(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from cellrig.daemon.cli import build_parser
+    from cellrig.daemon.fleet_cli import remote_handler, run_remote
+
+    monkeypatch.delenv("CELLRIG_BROKER", raising=False)
+    parser = build_parser()
+    remote = parser.parse_args(["--broker", "mqtt://b", "--station", "s1", "--broker-timeout",
+                                "5", "stop", "12"])
+    assert remote_handler(remote) is run_remote and remote.broker_timeout == 5.0
+    assert remote_handler(parser.parse_args(["stop", "12"])) is None
+    local = parser.parse_args(["--broker", "mqtt://b", "stop", "12", "--socket", "/run/x"])
+    assert remote_handler(local) is None
+    assert remote_handler(parser.parse_args(["--broker", "mqtt://b", "stations"])) is None
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--broker-timeout", "-1", "stations"])
