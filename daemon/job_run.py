@@ -106,8 +106,10 @@ async def _run(job: ActiveJob, channel: JobChannel, store: Store, clock: Clock,
         channel.supervisor.begin_job(job.program.limits)
     except CellrigError as exc:
         return JobState.FAILED, f"cannot start: {exc}"
-    await set_state(job.job_id, JobState.PAUSED if job.paused else JobState.RUNNING, "")
     sink = LiveSink(store.sink(job.job_id), live)
+    if job.resume_note is not None:
+        sink.event(job.resume_note)  # committed with the state change just below
+    await set_state(job.job_id, JobState.PAUSED if job.paused else JobState.RUNNING, "")
     holder: list[Engine] = []
 
     def report(message: str, data: dict[str, Any]) -> None:
@@ -128,8 +130,6 @@ async def _run(job: ActiveJob, channel: JobChannel, store: Store, clock: Clock,
         engine.pause()
     if (reason := job.stop_requested()) is not None:  # asked for while it started
         engine.stop(reason)
-    if job.resume_note is not None:
-        sink.event(job.resume_note)
     outcome = await engine.run()
     state, reason = _FINAL[outcome.state], outcome.reason
     trip = channel.supervisor.trip
