@@ -256,6 +256,11 @@ class JobManager:
         """Pause a running job at its next block."""
         found = self._running(job_id)
         view = await self.job(job_id)
+        pending = self._pending.get(job_id)
+        if pending is not None and view.state == JobState.RUNNING:  # recovered, not started
+            pending.paused = True
+            await self._set_state(job_id, JobState.PAUSED, "paused on request")
+            return await self.job(job_id)
         if found is None or found[1].engine is None or view.state != JobState.RUNNING:
             raise ControlError(ErrorCode.CONFLICT, f"job {job_id} is {view.state}; only a "
                                "running job can be paused")
@@ -271,6 +276,11 @@ class JobManager:
         """Resume a paused job."""
         found = self._running(job_id)
         view = await self.job(job_id)
+        pending = self._pending.get(job_id)
+        if pending is not None and view.state == JobState.PAUSED:  # recovered, not started
+            pending.paused = False
+            await self._set_state(job_id, JobState.RUNNING, "")
+            return await self.job(job_id)
         if found is None or found[1].engine is None or view.state != JobState.PAUSED:
             raise ControlError(ErrorCode.CONFLICT, f"job {job_id} is {view.state}; only a "
                                "paused job can be resumed")

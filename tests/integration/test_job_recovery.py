@@ -23,6 +23,7 @@ from cellrig.daemon.store import Store
 from cellrig.daemon.store_read import StoreReader
 from cellrig.daemon.store_records import Provenance
 from cellrig.daemon.store_schema import JobState
+from cellrig.daemon.supervisor import SafetyEvent, SafetyEventKind
 from cellrig.protocols.document import load_protocol_text
 from cellrig.protocols.engine.output import CycleSummary
 from cellrig.protocols.resolve import resolve
@@ -180,3 +181,23 @@ async def test_a_job_that_cannot_be_read_back_fails_and_the_others_resume(
     assert [view.state for view in views] == ["failed", "failed", "completed"]
     assert "cannot be picked up again" in views[0].reason
     assert "no longer in the station configuration" in views[1].reason
+
+
+async def test_a_latched_channel_holds_its_recovered_job_until_reset(tmp_path: Path) -> None:
+    station = build_station(["A1"], pace_s=0.003, max_block_s=BLOCK_S)
+    path = tmp_path / "station.db"
+    job_id = await interrupt(station, path, FAST, 5_000.0)
+    supervisor = station.channels["A1"].supervisor
+    supervisor.trip = SafetyEvent("A1", SafetyEventKind.LIMIT, "voltage", 4.6, 4.5, 0.0,
+                                  "voltage 4.6 V above 4.5 V")
+    reads = station.channels["A1"].potentiostat.reads
+    async with running(station, path) as manager:
+        await asyncio.sleep(0.2)
+        assert station.channels["A1"].potentiostat.reads == reads  # nothing runs while latched
+        status = (await manager.status()).channels[0]
+        assert status.latched == "voltage 4.6 V above 4.5 V" and status.job_id is None
+        assert (await manager.pause(job_id)).state == "paused"
+        assert (await manager.resume(job_id)).state == "running"
+        supervisor.reset()
+        view = await wait_for(manager, job_id)
+    assert view.state == "completed", view
