@@ -161,11 +161,15 @@ class MqttBridge:
     async def _publish_states(self, client: aiomqtt.Client) -> None:
         """Each channel's state, retained: all of them on connecting, then each change."""
         published: dict[str, tuple[Any, ...]] = {}
+        failing = False
         while True:
             try:
                 status = await self.control.status()
+                failing = False
             except Exception:
-                log.exception("MQTT: the station's status could not be read")
+                if not failing:  # once, not every second
+                    log.exception("MQTT: the station's status could not be read")
+                failing = True
                 status = None
             if status is not None:
                 now = self.wall_clock()
@@ -245,7 +249,11 @@ class MqttBridge:
             if correlation:
                 properties.CorrelationData = correlation
             properties.ContentType = "application/json"
-            await client.publish(response_topic, encode(reply), qos=1, properties=properties)
+            try:
+                await client.publish(response_topic, encode(reply), qos=1,
+                                     properties=properties)
+            except ValueError as exc:  # a response topic no message can go to ('#', '+')
+                log.warning("MQTT: cannot answer %s on %r: %s", verb, response_topic, exc)
         finally:
             slots.release()
 

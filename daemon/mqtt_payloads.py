@@ -23,6 +23,8 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
+
 from cellrig import __version__
 from cellrig.protocols.engine.output import CycleSummary
 
@@ -82,11 +84,15 @@ class Topics:
 
 
 def encode(payload: Mapping[str, Any]) -> bytes:
-    """Compact JSON; NaN and infinities become null."""
-    return json.dumps(_finite(payload), separators=(",", ":"), allow_nan=False).encode()
+    """Compact JSON; NaN and infinities become null, numpy scalars numbers, anything else
+    JSON does not know its text (so that no value can stop a message)."""
+    return json.dumps(_finite(payload), separators=(",", ":"), allow_nan=False,
+                      default=str).encode()
 
 
 def _finite(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        value = value.item()
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, Mapping):

@@ -1,6 +1,7 @@
-"""A real mosquitto for the MQTT tests: the configuration and ACL of deploy/mosquitto/ on a
-free loopback port, with a password file made by mosquitto_passwd for the accounts a test
-names. Missing mosquitto skips a test locally and fails it in CI (``CI=true``).
+"""A real mosquitto for the MQTT tests and benchmark: the configuration and ACL of
+deploy/mosquitto/ on a free loopback port (and a TLS listener with a test authority when
+asked), with a password file made by mosquitto_passwd for the accounts a test names. Missing
+mosquitto skips a test locally and fails it in CI (``CI=true``).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -169,16 +170,3 @@ def make_certificates(folder: Path) -> Path:
     ):
         subprocess.run(["openssl", *command], cwd=folder, check=True, capture_output=True)
     return folder / "ca.pem"
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Broker]:
-    """A running broker with the deploy ACL and every account of :data:`ACCOUNTS`."""
-    folder = tmp_path / "broker"
-    folder.mkdir()
-    server = Broker(folder)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()

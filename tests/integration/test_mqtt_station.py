@@ -84,9 +84,9 @@ async def station(tmp_path: Path, broker: Broker) -> AsyncIterator[Running]:
         store.close()
 
 
-def account(broker: Broker, name: str) -> aiomqtt.Client:
+def account(broker: Broker, name: str, client: str = "") -> aiomqtt.Client:
     settings = parse_url(broker.url, username=name, password_file=broker.password_file(name))
-    return make_client(settings, identifier=f"test-{name}-{os.getpid()}")
+    return make_client(settings, identifier=f"test-{name}{client}-{os.getpid()}")
 
 
 async def collect(client: aiomqtt.Client, seconds: float) -> list[aiomqtt.Message]:
@@ -227,8 +227,15 @@ async def test_requests_and_bad_requests(broker: Broker, station: Running) -> No
             assert answer["ok"] is False, (verb, payload[:40])
             assert answer["error"]["code"] == "invalid"
             assert words in answer["error"]["message"], answer
-        # a request without a response topic is dropped; the station still answers
+        # a request without a response topic is dropped, one with a wildcard in it cannot be
+        # answered; the station still answers
         await client.publish(f"cellrig/{STATION}/cmd/status", b"{}", qos=1)
+        wildcard = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+        wildcard.ResponseTopic = f"cellrig/{STATION}/reply/alice/#"
+        with contextlib.suppress(aiomqtt.MqttError):  # the broker disconnects its sender
+            async with account(broker, "alice", "-careless") as careless:
+                await careless.publish(f"cellrig/{STATION}/cmd/status", b"{}", qos=1,
+                                       properties=wildcard)
         answer = await ask("status", b"")
         assert answer["ok"] is True and answer["result"]["station"] == STATION
     assert not station.task.done()

@@ -321,3 +321,10 @@ def test_station_commands_go_through_the_broker_only_when_asked(
     assert remote_handler(parser.parse_args(["--broker", "mqtt://b", "stations"])) is None
     with pytest.raises(SystemExit):
         parser.parse_args(["--broker-timeout", "-1", "stations"])
+
+
+def test_any_value_can_be_encoded() -> None:
+    encoded = encode({"f32": np.float32(1.5), "nan": np.float64("nan"), "i": np.int64(3),
+                      "path": Path("/x"), "list": [np.float32("inf")]})
+    assert json.loads(encoded) == {"f32": 1.5, "nan": None, "i": 3, "path": "/x",
+                                   "list": [None]}
