@@ -44,9 +44,13 @@ SPEED = 300.0
 SECOND_CHAMBER = "chamber-2"
 CHANNELS = ("A1", "A2", "A3", "A4")
 IN_SECOND_CHAMBER = ("A3", "A4")
-#: The supervisor's defaults, but failed safe actions retried soon (0.2 s, doubling, at most
-#: 1 s) so an instrument that comes back is made safe within a second.
-SETTINGS = SupervisorSettings(tick_s=0.05, retry=Backoff(initial_s=0.2, max_s=1.0))
+#: The supervisor's defaults (a watchdog trips after 5 s without a fresh reading), with two
+#: changes for this bench. The potentiostat's sampling interval is instrument time, which runs
+#: SPEED times faster than the real seconds the watchdog counts: its three periods are
+#: 3 / SPEED of the interval in real time. And failed safe actions are retried soon (0.2 s,
+#: doubling, at most 1 s) so an instrument that comes back is made safe within a second.
+SETTINGS = SupervisorSettings(watchdog_periods=3.0 / SPEED, tick_s=0.05,
+                              retry=Backoff(initial_s=0.2, max_s=1.0))
 
 #: A short charge; ``{limits}`` and ``{minutes}`` are filled in per test.
 CHARGE = """cellrig: 1

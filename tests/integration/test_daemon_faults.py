@@ -1,0 +1,263 @@
+"""Instrument faults on a station on the wire: four channels charge at once through the real
+drivers (pyvisa-py, pyserial) and the job manager, on a bench 300 times faster than real time,
+while one instrument misbehaves on its wire.
+
+- A potentiostat whose connection drops in the middle of a constant-current step (closed for
+  half a second, a reply cut half way, a garbled reply): the driver reconnects with backoff or
+  reads again, and the job completes with no trip.
+- A potentiostat that stays away: the job fails with the driver's reason stored; the supervisor
+  keeps trying to switch the output off, and does as soon as the instrument answers again.
+- A chamber that stops answering: the channels in it trip on their chamber watchdog (their
+  jobs aborted, the missing temperatures stored as NaN, never as a stale number); the channels
+  in the other chamber charge on; the chamber is held again once it answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fault_station import (
+    CHANNELS,
+    IN_SECOND_CHAMBER,
+    SECOND_CHAMBER,
+    SETTINGS,
+    FaultStation,
+    charge,
+    fault_station,
+)
+from job_fixtures import request, wait_for
+
+from cellrig.daemon.control_api import JobView
+from cellrig.daemon.supervisor import SafetyEventKind
+from cellrig.simulators.scpi_server import ScpiServer
+
+pytestmark = pytest.mark.integration
+
+TEST_TIME = "Test Time / s"
+TEMPERATURE = "Ambient Temperature / degC"
+CHARGED = "Charging Capacity / Ah"
+
+
+async def submit_all(station: FaultStation, protocols: dict[str, str]) -> dict[str, JobView]:
+    """One job per channel, every channel running before this returns."""
+    jobs = {name: await station.manager.submit(request(name, text))
+            for name, text in protocols.items()}
+    for job in jobs.values():
+        await wait_for(station.manager, job.id, lambda view: view.state != "queued", 10.0)
+    return jobs
+
+
+async def until(condition: Callable[[], bool], within_s: float, what: str) -> float:
+    """Waits for ``condition``; returns how long it took."""
+    started = time.monotonic()
+    async with asyncio.timeout(within_s):
+        while not condition():
+            await asyncio.sleep(0.01)
+    assert condition(), what
+    return time.monotonic() - started
+
+
+async def until_async(condition: Callable[[], Awaitable[object]], within_s: float) -> float:
+    """Waits for ``await condition()`` to be truthy; returns how long it took."""
+    started = time.monotonic()
+    async with asyncio.timeout(within_s):
+        while not await condition():
+            await asyncio.sleep(0.01)
+    return time.monotonic() - started
+
+
+async def closed_for_half_a_second(server: ScpiServer) -> None:
+    await server.close()  # every connection dropped, new ones refused
+    await asyncio.sleep(0.5)
+    await server.start()  # on the same port
+
+
+async def reply_cut(server: ScpiServer) -> None:
+    server.faults.drop_mid_reply = 1
+    await until(lambda: server.faults.drop_mid_reply == 0, 5.0, "a reply was cut")
+
+
+async def reply_garbled(server: ScpiServer) -> None:
+    server.faults.garble_replies = 1
+    await until(lambda: server.faults.garble_replies == 0, 5.0, "a reply was garbled")
+
+
+@pytest.mark.parametrize(("fault", "reconnects"), [
+    (closed_for_half_a_second, True), (reply_cut, True), (reply_garbled, False)],
+    ids=["closed-for-half-a-second", "reply-cut", "reply-garbled"])
+async def test_a_potentiostat_that_drops_out_mid_step_comes_back_and_the_job_completes(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture,
+        fault: Callable[[ScpiServer], Awaitable[None]], reconnects: bool) -> None:
+    caplog.set_level(logging.INFO, logger="cellrig.drivers")
+    async with fault_station(tmp_path) as station:
+        jobs = await submit_all(station, {name: charge(name) for name in CHANNELS})
+        await asyncio.sleep(0.3)  # into the charge
+        server = station.sim.scpi_servers["A1"]
+        before = len(station.readings("A1"))
+        await fault(server)
+        views = {name: await wait_for(station.manager, job.id, timeout_s=40.0)
+                 for name, job in jobs.items()}
+    assert before > 5  # the fault came in the middle of the step
+    assert [(view.channel, view.state) for view in views.values()] == [
+        (name, "completed") for name in CHANNELS], views
+    assert station.events == []  # no trip, no warning: the driver rode it out
+    assert "smu-A1: reading failed" in caplog.text
+    assert ("reconnected" in caplog.text) is reconnects
+    assert server.connections == (2 if reconnects else 1)
+    stored = station.samples(views["A1"].id, TEST_TIME, CHARGED)
+    # the step ran its 10 minutes of the Keithley's time (ending at the first reading after
+    # them, which may come late after a long outage) ...
+    assert np.all(np.diff(stored[TEST_TIME]) > 0) and stored[TEST_TIME][-1] >= 600.0
+    # ... and the charge the job counted is the charge the cell took, outage included
+    taken_ah = station.cell("A1").cell.state.charge_in_ah
+    assert stored[CHARGED][-1] == pytest.approx(taken_ah, rel=0.01)
+    assert taken_ah == pytest.approx(0.3 * stored[TEST_TIME][-1] / 3600.0, rel=0.01)
+    gap_s = float(np.diff([reading.time_s for reading in station.readings("A1")]).max())
+    print(f"{fault.__name__}: the longest gap between readings was {gap_s:.0f} s")
+    assert all(station.output_safe(name) for name in CHANNELS)
+
+
+async def faults_of(station: FaultStation, job_id: int) -> list[str]:
+    """The messages of a job's stored ``fault`` events."""
+    return [event.message for event in await station.manager.events(job_id)
+            if event.kind == "fault"]
+
+
+#: A watchdog of 15 s, longer than the driver's whole attempt (detecting the loss, five
+#: reconnects with backoff, the output off tried twice): the job's fault is the driver's own.
+PATIENT_WATCHDOG = dataclasses.replace(SETTINGS, watchdog_floor_s=15.0)
+
+
+async def test_a_potentiostat_away_until_its_driver_gives_up_fails_the_job_and_goes_off_on_return(
+        tmp_path: Path) -> None:
+    async with fault_station(tmp_path, settings=PATIENT_WATCHDOG) as station:
+        jobs = await submit_all(station, {name: charge(name, minutes=20) for name in CHANNELS})
+        await asyncio.sleep(0.3)
+        server = station.sim.scpi_servers["A1"]
+        address = station.sim.address("smu-A1")
+        await server.close()
+        gave_up_s = await until_async(lambda: faults_of(station, jobs["A1"].id), 15.0)
+        # the driver noticed the loss, reconnected with backoff (0.2 s doubling, five
+        # attempts) and gave up; meanwhile the instrument kept its output on
+        assert station.smu("A1").output_on
+        await server.start()  # back while the engine tries to switch the output off
+        failed = await wait_for(station.manager, jobs["A1"].id, timeout_s=10.0)
+        assert failed.state == "failed"
+        assert failed.reason.startswith(f"smu-A1 at {address}: ")
+        assert "Connection refused" in failed.reason or "closed" in failed.reason
+        assert await faults_of(station, failed.id) == [failed.reason]
+        assert station.output_safe("A1")
+        # the output went off before the watchdog was due: nothing tripped, nothing latched
+        assert not station.station.channels["A1"].supervisor.latched
+        print(f"away until the driver gives up: fault {gave_up_s:.2f} s after the cut")
+        views = {name: await wait_for(station.manager, job.id, timeout_s=40.0)
+                 for name, job in jobs.items()}
+    assert 1.0 < gave_up_s < 8.0
+    assert {name: view.state for name, view in views.items()} == {
+        "A1": "failed", "A2": "completed", "A3": "completed", "A4": "completed"}
+    assert station.events == []
+
+
+#: A watchdog of one second (one tenth of the 10 s recording interval, at least 1 s), and the
+#: chamber and jigs polled every 0.25 s so that their own watchdogs see fresh values.
+QUICK_WATCHDOG = dataclasses.replace(SETTINGS, watchdog_periods=0.1, watchdog_floor_s=1.0)
+QUICK_POLLS = {'poll_period = "1 s"': 'poll_period = "0.25 s"',
+               'poll_period = "0.5 s"': 'poll_period = "0.25 s"'}
+
+
+async def test_a_potentiostat_that_stays_away_trips_its_channel_and_is_made_safe_on_return(
+        tmp_path: Path) -> None:
+    async with fault_station(tmp_path, settings=QUICK_WATCHDOG, options=QUICK_POLLS) as station:
+        jobs = await submit_all(station, {name: charge(name, minutes=40) for name in CHANNELS})
+        await asyncio.sleep(0.3)
+        server = station.sim.scpi_servers["A1"]
+        address = station.sim.address("smu-A1")
+        await server.close()
+        supervisor = station.station.channels["A1"].supervisor
+        # the watchdog trips before the driver gives up
+        tripped_s = await until(lambda: supervisor.latched, 5.0, "the watchdog tripped")
+        running = {name: (await station.manager.job(job.id)).state
+                   for name, job in jobs.items() if name != "A1"}
+        assert set(running.values()) == {"running"}, running
+        # ... and the output off cannot go out
+        await until(lambda: supervisor.unsafe_instruments == ["potentiostat"], 10.0,
+                    "the output off failed")
+        ended = await wait_for(station.manager, jobs["A1"].id, timeout_s=30.0)
+        assert ended.state == "aborted"
+        assert ended.reason.startswith("safety supervisor: no fresh reading from potentiostat")
+        faults = await faults_of(station, ended.id)
+        assert faults and faults[0].startswith(f"smu-A1 at {address}: ")  # the cause, stored
+        trip = supervisor.trip
+        assert trip is not None and trip.kind is SafetyEventKind.WATCHDOG
+        failures = [event for event in station.events
+                    if event.kind is SafetyEventKind.SAFE_FAILED]
+        assert [(event.channel, event.quantity) for event in failures] == [("A1", "potentiostat")]
+        assert address in failures[0].message
+        # nobody can reach the instrument: its output is still on
+        assert station.smu("A1").output_on
+        await server.start()
+        safe_after_s = await until(lambda: station.output_safe("A1"), 5.0,
+                                   "the output went off once the instrument answered")
+        await until(lambda: supervisor.unsafe_instruments == [], 5.0, "safe")
+        assert supervisor.latched  # a person looks before A1 runs again
+        print(f"stays away: tripped {tripped_s:.2f} s after the cut; output off "
+              f"{safe_after_s:.2f} s after the instrument came back")
+        views = {name: await wait_for(station.manager, job.id, timeout_s=40.0)
+                 for name, job in jobs.items()}
+    assert {name: view.state for name, view in views.items()} == {
+        "A1": "aborted", "A2": "completed", "A3": "completed", "A4": "completed"}
+    assert [event.channel for event in station.events] == ["A1", "A1"]
+
+
+async def test_a_chamber_that_stops_answering_trips_the_channels_in_it_only(
+        tmp_path: Path) -> None:
+    async with fault_station(tmp_path) as station:
+        jobs = await submit_all(station, {name: charge(name, minutes=40) for name in CHANNELS})
+        await asyncio.sleep(0.3)
+        station.chamber2_server.faults.silent = True
+        silent_at = time.monotonic()
+        aborted = {name: await wait_for(station.manager, jobs[name].id, timeout_s=30.0)
+                   for name in IN_SECOND_CHAMBER}
+        aborted_after_s = time.monotonic() - silent_at
+        # the channels in the other chamber are still charging
+        for name in CHANNELS:
+            if name not in IN_SECOND_CHAMBER:
+                assert (await station.manager.job(jobs[name].id)).state == "running"
+        for name in IN_SECOND_CHAMBER:  # the chamber's hold cannot go out
+            supervisor = station.station.channels[name].supervisor
+            await until(lambda s=supervisor: s.unsafe_instruments == [SECOND_CHAMBER], 10.0,
+                        "the hold failed")
+        station.chamber2_server.faults.silent = False
+        await until(lambda: all(not station.station.channels[name].supervisor.unsafe_instruments
+                                for name in IN_SECOND_CHAMBER), 10.0, "the chamber held again")
+        others = {name: await wait_for(station.manager, job.id, timeout_s=40.0)
+                  for name, job in jobs.items() if name not in IN_SECOND_CHAMBER}
+    print(f"silent chamber: jobs aborted {aborted_after_s:.2f} s after the chamber went quiet")
+    assert aborted_after_s < 9.0
+    for name, view in aborted.items():
+        assert view.state == "aborted"
+        assert view.reason.startswith(f"safety supervisor: no fresh reading from "
+                                      f"{SECOND_CHAMBER} for ")
+        trip = station.station.channels[name].supervisor.trip
+        assert trip is not None and trip.kind is SafetyEventKind.WATCHDOG
+        assert trip.limit == 5.0 and 5.0 < trip.value < 5.5  # seconds without a fresh value
+        assert station.output_safe(name)
+        temperature = station.samples(view.id, TEMPERATURE)[TEMPERATURE]
+        # fresh values first; once the chamber was three polls late, NaN and not its last value
+        assert np.isfinite(temperature[0]) and np.isnan(temperature[-1])
+    assert sorted((event.channel, event.kind, event.quantity) for event in station.events
+                  if event.kind is not SafetyEventKind.SAFE_FAILED) == [
+        (name, SafetyEventKind.WATCHDOG, SECOND_CHAMBER) for name in IN_SECOND_CHAMBER]
+    for name, view in others.items():
+        assert view.state == "completed", view.reason
+        temperature = station.samples(view.id, TEMPERATURE)[TEMPERATURE]
+        assert np.isfinite(temperature).all()
+        assert not station.station.channels[name].supervisor.latched
+    assert station.chamber2.setpoint_c == 25.0
