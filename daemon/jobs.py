@@ -179,6 +179,13 @@ class JobManager:
             await run_job(active, self.station.channels[channel], self.store,
                           self.station.clock, live, self.waits, self.settings,
                           self._set_state)
+        except Exception as exc:  # a bug around the job: record it rather than orphan it
+            log.exception("%s: job %d failed outside its engine", channel, job_id)
+            try:
+                await self._set_state(job_id, JobState.FAILED,
+                                      f"the daemon failed: {exc or type(exc).__name__}")
+            except Exception:
+                log.exception("%s: job %d could not be marked failed", channel, job_id)
         finally:
             del self._active[channel]
             active.ended.set()
