@@ -3,6 +3,7 @@ recorded for a refused job."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,12 @@ steps:
   - Rest for 1 minute
 """
 TOO_HOT_FOR_THE_CHANNEL = TOO_HOT.replace("92 degC", "120 degC")
+REST = """cellrig: 1
+name: rest
+cell: {capacity: 600 mAh}
+steps:
+  - Rest for 1 minute
+"""
 NEEDS_A_CELL = """cellrig: 1
 name: needs-a-cell
 steps:
@@ -100,3 +107,23 @@ async def test_a_refused_job_leaves_the_store_untouched(tmp_path: Path) -> None:
     await refusal(tmp_path, "A1", BROKEN)
     with StoreReader(tmp_path / "station.db") as reader:
         assert reader.jobs() == []
+
+
+async def test_start_with_refuses_two_members_on_one_channel_and_unshared_chambers(
+        tmp_path: Path) -> None:
+    station = build_station(["A1", "A2", "A3"])
+    lone = station.channels["A3"]
+    lone.config = dataclasses.replace(lone.config, chamber=None)
+    async with running(station, tmp_path / "station.db") as manager:
+        first = await manager.submit(request("A1", REST, hold_for_group=True))
+        second = await manager.submit(request("A2", REST, start_with=(first.id,),
+                                              hold_for_group=True))
+        with pytest.raises(ControlError, match="already has a job in the group") as caught:
+            await manager.submit(request("A1", REST, start_with=(second.id,)))
+        assert caught.value.code is ErrorCode.REFUSED
+        with pytest.raises(ControlError, match="does not share a chamber"):
+            await manager.submit(request("A3", REST, start_with=(first.id,)))
+        assert [job.id for job in await manager.jobs()] == [second.id, first.id]
+        assert {(await manager.job(job.id)).state for job in (first, second)} == {"queued"}
+        await manager.stop(first.id)
+        await manager.stop(second.id)
