@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cellrig.protocols.engine.output import CycleSummary, Event, EventKind, SampleBlock, Sink
+from cellrig.protocols.program import Program
 from cellrig.protocols.rig import Spectrum
 
 
@@ -46,6 +47,16 @@ class LiveChannel:
         """A job starts on the channel: forget the last one's values."""
         self.clear()
         self.job_id, self.protocol_name, self.job_state = job_id, protocol_name, state
+
+    def resume_from(self, checkpoint: dict[str, Any], program: Program) -> None:
+        """A job continued from ``checkpoint``: its step, cycle and test time until the
+        first block says more."""
+        step = checkpoint.get("step") or {}
+        labels = {definition.id: definition.label for definition in program.iter_steps()}
+        self.step = labels.get(step.get("step_id", -1))
+        self.step_count = checkpoint.get("step_count")
+        self.cycle = (checkpoint.get("cycle") or {}).get("number")
+        self.test_time_s = checkpoint.get("test_time_s")
 
     def clear(self) -> None:
         """Nothing runs on the channel."""

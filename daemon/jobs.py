@@ -174,6 +174,8 @@ class JobManager:
         live = self._live[channel]
         live.start(job_id, active.program.name,
                    (JobState.PAUSED if active.paused else JobState.RUNNING).value)
+        if active.checkpoint is not None:
+            live.resume_from(active.checkpoint, active.program)
         self._active[channel] = active
         try:
             await run_job(active, self.station.channels[channel], self.store,

@@ -142,7 +142,17 @@ async def test_a_paused_job_stays_paused_after_a_restart(tmp_path: Path) -> None
         await asyncio.sleep(0.2)
         assert (await manager.job(job.id)).state == "paused"
         assert station.channels["A1"].potentiostat.reads == reads
-        assert (await manager.status()).channels[0].job_state == "paused"
+        live = (await manager.status()).channels[0]
+        assert live.job_state == "paused" and live.job_id == job.id
+        with StoreReader(path) as reader:
+            checkpoint = reader.checkpoint(job.id)
+        assert checkpoint is not None
+        step_id = checkpoint.state["step"]["step_id"]
+        labels = {step.id: step.label for step in resolve(
+            load_protocol_text(CYCLING, "cycling.yaml")).iter_steps()}
+        assert live.step == labels[step_id]
+        assert live.step_count == checkpoint.state["step_count"]
+        assert live.cycle == checkpoint.state["cycle"]["number"]
         await manager.resume(job.id)
         assert (await wait_for(manager, job.id)).state == "completed"
 
