@@ -76,9 +76,9 @@ def fleet(broker: Broker, user: str, timeout_s: float = 5.0) -> Fleet:
                            password_file=broker.password_file(user)), timeout_s=timeout_s)
 
 
-def account(broker: Broker, name: str) -> aiomqtt.Client:
+def account(broker: Broker, name: str, client: str = "") -> aiomqtt.Client:
     settings = parse_url(broker.url, username=name, password_file=broker.password_file(name))
-    return make_client(settings, identifier=f"test-{name}-{os.getpid()}")
+    return make_client(settings, identifier=f"test-{name}{client}-{os.getpid()}")
 
 
 async def retained(broker: Broker, user: str, topic: str, wait_s: float = 1.0
@@ -104,9 +104,19 @@ async def wait_until(condition: Any, timeout_s: float = 10.0) -> None:
 async def test_acl_keeps_each_account_to_its_rights(tmp_path: Path, broker: Broker) -> None:
     async with bridged(tmp_path / "s1", "assb-lab-1", broker) as (store, bridge):
         await wait_until(lambda: bridge.connections == 1)
-        async with fleet(broker, "alice") as allowed:  # alice may command assb-lab-1
-            job = await allowed.station("assb-lab-1").submit(
-                SubmitRequest("A1", PROTOCOL, {}, source="charge.yaml"))
+        async with account(broker, "bob", "-snoop") as snoop:
+            await snoop.subscribe("cellrig/#", qos=1)
+            async with fleet(broker, "alice") as allowed:  # alice may command assb-lab-1
+                job = await allowed.station("assb-lab-1").submit(
+                    SubmitRequest("A1", PROTOCOL, {}, source="charge.yaml"))
+            seen: set[str] = set()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(1.5):
+                    async for message in snoop.messages:
+                        seen.add(message.topic.value)
+        # others read what the station publishes, not alice's request nor its reply
+        assert {"cellrig/assb-lab-1/status", "cellrig/assb-lab-1/A1/state"} <= seen
+        assert not [topic for topic in seen if "/cmd/" in topic or "/reply/" in topic]
         for user in ("bob", "grafana"):  # bob commands assb-lab-3 only; grafana reads
             async with fleet(broker, user, timeout_s=1.0) as refused:
                 with pytest.raises(StationUnreachable, match="may not let"):
