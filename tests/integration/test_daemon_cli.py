@@ -10,6 +10,7 @@ import asyncio
 import json
 import signal
 import socket
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -22,6 +23,7 @@ from daemon_fixtures import (
     SHORT,
     DaemonProcess,
     cellrig,
+    cellrig_command,
     short_folder,
     wait_for_state,
     write_station,
@@ -82,9 +84,9 @@ class NotifyListener:
 
 def test_the_station_through_the_cli_across_a_restart() -> None:
     with short_folder() as folder:
-        # 100 times real time: the first charge lasts about 40 s, so the restart falls in it
+        # 50 times real time: the first charge lasts about 80 s, so the restart falls in it
         # (a model station's cells start fresh in a new process; a real cell would not)
-        config = write_station(folder, time_scale=100)
+        config = write_station(folder, time_scale=50)
         (folder / "cell.yaml").write_text(CELL_YAML)
         (folder / "cycling.yaml").write_text(CYCLING)
         (folder / "short.yaml").write_text(SHORT)
@@ -111,6 +113,17 @@ def test_the_station_through_the_cli_across_a_restart() -> None:
             status = cellrig("status", "--once", *station).stdout
             row = next(line for line in status.splitlines() if line.startswith("A1"))
             assert "running" in row and "Charge at 0.5C" in row
+            live = subprocess.Popen([*cellrig_command(), "status", "--interval", "0.2",
+                                     *station], stdout=subprocess.PIPE, text=True)
+            assert live.stdout is not None
+            headings: list[str] = []
+            for line in iter(live.stdout.readline, ""):
+                headings += [line] if line.startswith("station model-test") else []
+                if len(headings) == 3:
+                    break
+            live.send_signal(signal.SIGINT)  # Ctrl-C ends the live table quietly
+            assert live.wait(10) == 0
+            live.stdout.close()
             assert cellrig("pause", "1", *station).stdout.startswith("job 1 on A1: paused")
             assert cellrig("resume", "1", *station).stdout.startswith("job 1 on A1: running")
             assert _wait(daemon.socket, 2, {"completed"}) == "completed"
@@ -122,7 +135,7 @@ def test_the_station_through_the_cli_across_a_restart() -> None:
                                         *station).stdout)
             assert [job["id"] for job in listed] == [2]
             events = cellrig("events", "1", *station).stdout
-            assert "job start" in events and "paused" in events.lower()
+            assert "job start" in events and "Charge at 0.5C" in events
 
             assert daemon.terminate() == 0
             notify.wait_for("STOPPING=1")
@@ -143,7 +156,13 @@ def test_the_station_through_the_cli_across_a_restart() -> None:
             recovered = next(line for line in lines if line["event"] == "jobs-recovered")
             assert recovered["jobs"] == [1] and recovered["level"] == "info"
             assert _wait(restarted.socket, 1, {"running"}) == "running"
-            stopped = cellrig("stop", "1", "--reason", "seen enough", *station).stdout
+            for _ in range(20):  # the job manager may ask to try again while it takes the job
+                answer = cellrig("stop", "1", "--reason", "seen enough", *station, check=False)
+                if "try again" not in answer.stderr:
+                    break
+                time.sleep(0.25)
+            assert answer.returncode == 0, answer.stderr + (folder / "daemon2.log").read_text()
+            stopped = answer.stdout
             assert stopped.strip() == "job 1 on A1: stopped (short-cycling, cell cell-7): " \
                                       "seen enough"
             followed = cellrig("events", "1", "--follow", *station, timeout_s=30).stdout
@@ -163,7 +182,7 @@ def test_the_station_through_the_cli_across_a_restart() -> None:
         assert any(name.endswith(".cycles.csv") for name in names)
         assert "voltage_current.png" in names
         table = pq.read_table(next(p for p in exported if p.endswith(".bdf.parquet")))
-        assert table.num_rows > 10 and "Voltage / V" in table.column_names
+        assert table.num_rows > 5 and "Voltage / V" in table.column_names
         assert "cell-7" in next(p for p in exported if p.endswith(".bdf.csv"))
 
 
