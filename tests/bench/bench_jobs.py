@@ -12,7 +12,8 @@ Run: ``python tests/bench/bench_jobs.py [--submissions N] [--channels C] [--seco
    commanded current), each running a job that stores every reading; the process's CPU time
    over S seconds, less that of the same station idle, per channel. It covers the engine, the
    channel rig and its supervisor tap, the job manager's sinks and the store's writer thread;
-   not the instruments' drivers.
+   not the instruments' drivers. Then the cost of one ``status()`` call with every channel
+   running.
 """
 
 from __future__ import annotations
@@ -239,12 +240,18 @@ async def cpu_figures(folder: Path, channels: int, seconds: float) -> None:
         busy_cpu = time.process_time()
         await asyncio.sleep(seconds)
         busy_cpu = time.process_time() - busy_cpu
+        calls = 2000
+        started = time.perf_counter()
+        for _ in range(calls):
+            await manager.status()
+        status_s = (time.perf_counter() - started) / calls
         for task in tasks:
             task.cancel()
         with store.reader() as reader:
             stored = sum(reader.sample_count(job.id) for job in reader.jobs())
         manager.close()
-    print(f"  {stored} samples stored ({stored / channels:.0f} per channel)")
+    print(f"  {stored} samples stored ({stored / channels:.0f} per channel); status() with "
+          f"{channels} running channels: {status_s * 1e6:.0f} µs a call")
     per_channel_s = (busy_cpu - idle_cpu) / channels / seconds
     print(f"{channels} channels at 1 reading/s for {seconds:g} s: process CPU {busy_cpu:.2f} s "
           f"(idle {idle_cpu:.2f} s); per channel {per_channel_s * 1e3:.2f} ms per second "
