@@ -127,3 +127,18 @@ async def test_start_with_refuses_two_members_on_one_channel_and_unshared_chambe
         assert {(await manager.job(job.id)).state for job in (first, second)} == {"queued"}
         await manager.stop(first.id)
         await manager.stop(second.id)
+
+
+async def test_what_the_channel_instruments_cannot_do_is_refused(tmp_path: Path) -> None:
+    # the model channels have no EIS unit: the instruments' own refusal
+    error = await refusal(tmp_path, "A1", "eis-open-circuit")
+    assert error.code is ErrorCode.REFUSED
+    assert "cannot measure impedance" in error.message, error.message
+
+
+async def test_a_pressure_on_a_channel_without_a_jig_is_refused(tmp_path: Path) -> None:
+    station = build_station(["A1"])
+    station.channels["A1"].jig = None
+    async with running(station, tmp_path / "station.db") as manager:
+        with pytest.raises(ControlError, match="has no jig, so it cannot set 2 MPa"):
+            await manager.submit(request("A1"))
