@@ -55,6 +55,7 @@ from cellrig.simulators.cell_segments import (
     readings,
     state_after,
     thermal_tau_s,
+    voltages,
 )
 from cellrig.simulators.cell_stepper import Context, Drive, StepState, Stop, integrate
 from cellrig.simulators.ocv import NMC_VS_LI, AnodeCurve, CellOcv
@@ -345,7 +346,7 @@ class CellModel:
         state = self._state
 
         def voltage(dt: FloatArray) -> FloatArray:
-            return readings(self.params, self.ocv, state, current, dt, circuit, fade).voltage
+            return voltages(self.params, self.ocv, state, current, dt, circuit, fade).voltage
 
         found = first_crossing(voltage, target, direction, length, self._horizon(current, circuit))
         if found is None and math.isfinite(length):

@@ -32,6 +32,9 @@ from cellrig.simulators.ocv import CellOcv
 
 FloatArray = npt.NDArray[np.float64]
 
+#: Time constants after which an RC pair has relaxed: exp(−50) ≈ 2e-22.
+RELAXED = 50.0
+
 
 @dataclass(frozen=True, slots=True)
 class CellState:
@@ -101,29 +104,96 @@ def lithium_after(params: CellParameters, state: CellState, current_a: float, dt
                   fade: float) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
     """Anode, cathode and dead lithium, and first-charge loss left, after ``dt_s`` seconds."""
     moved = current_a * dt_s / 3600.0
+    cathode = state.cathode_ah + moved
     if current_a > 0:
         trap, dead = lithium_losses(params, fade, state.trap_left_ah, state.dead_ah, moved)
+        anode = state.anode_ah + moved - trap - (dead - state.dead_ah)
+        return anode, cathode, dead, state.trap_left_ah - trap
+    # no losses on discharge or at rest
+    return (state.anode_ah + moved, cathode, np.full_like(dt_s, state.dead_ah),
+            np.full_like(dt_s, state.trap_left_ah))
+
+
+def rc_voltage_v(circuit: Circuit, start_v: tuple[float, ...], current_a: float,
+                 dt_s: FloatArray) -> FloatArray:
+    """The RC pairs' voltages summed, ``Σ I·R_k + (v_k0 − I·R_k)·exp(−t/τ_k)``, at ``dt_s``.
+
+    Where the times ascend, a pair's relaxing term is evaluated only up to :data:`RELAXED` time
+    constants, beyond which it is below 1e-21 of its start: the pairs of the interface and of
+    charge transfer relax within milliseconds, most Warburg pairs within minutes. The slowest
+    pair is evaluated alone over its span, the others together (one matrix) over theirs, so a
+    long step costs little more than its slowest pair, and exp() never works on underflowing
+    arguments (its slow path).
+    """
+    steady = current_a * circuit.rc_ohm
+    offsets = np.asarray(start_v) - steady
+    tau = circuit.rc_tau_s
+    total = np.full(dt_s.shape, float(np.sum(steady)))
+    count = dt_s.shape[0]
+    if count > 1 and bool((dt_s[1:] >= dt_s[:-1]).all()):
+        ends = np.searchsorted(dt_s, RELAXED * tau)
+        ends[offsets == 0.0] = 0
     else:
-        trap, dead = np.zeros_like(dt_s), np.full_like(dt_s, state.dead_ah)
-    anode = state.anode_ah + moved - trap - (dead - state.dead_ah)
-    return anode, state.cathode_ah + moved, dead, state.trap_left_ah - trap
+        ends = np.full(tau.shape, count)
+    slowest = int(np.argmax(ends))
+    span = int(ends[slowest])
+    if span == 0:
+        return total
+    term = np.divide(dt_s[:span], -tau[slowest])
+    np.exp(term, out=term)
+    term *= offsets[slowest]
+    total[:span] += term
+    ends[slowest] = 0
+    others = ends > 0
+    span = int(ends.max())
+    if span:
+        decay = np.divide(dt_s[:span, None], -tau[others])
+        np.exp(decay, out=decay)
+        total[:span] += decay @ offsets[others]
+    return total
+
+
+@dataclass(frozen=True, slots=True)
+class Voltages:
+    """Terminal voltage and the lithium at sample times, within one model piece."""
+
+    voltage: FloatArray
+    anode: FloatArray
+    cathode: FloatArray
+    dead: FloatArray
+
+
+def voltages(params: CellParameters, ocv: CellOcv, state: CellState, current_a: float,
+             dt_s: FloatArray, circuit: Circuit, fade: float) -> Voltages:
+    """The voltage of :func:`readings` (and the lithium behind it), without the heat: what a
+    search for a voltage and the readings of a model rig need."""
+    anode, cathode, dead, _ = lithium_after(params, state, current_a, dt_s, fade)
+    voltage = ocv.voltage_v(anode, cathode)
+    voltage += rc_voltage_v(circuit, state.rc_v, current_a, dt_s)
+    if current_a < 0:
+        resistance = circuit.lithiation_at(cathode)
+        resistance += circuit.series_ohm
+        resistance *= current_a
+        voltage += resistance
+    elif current_a > 0:
+        voltage += current_a * circuit.series_ohm
+    return Voltages(voltage, anode, cathode, dead)
 
 
 def readings(params: CellParameters, ocv: CellOcv, state: CellState, current_a: float,
              dt_s: FloatArray, circuit: Circuit, fade: float) -> Readings:
     """Readings ``dt_s`` seconds into a constant-current (or rest, ``current_a = 0``) piece."""
-    anode, cathode, dead, _ = lithium_after(params, state, current_a, dt_s, fade)
-    open_circuit = ocv.voltage_v(anode, cathode)
+    at = voltages(params, ocv, state, current_a, dt_s, circuit, fade)
     decay = np.exp(-dt_s[:, None] / circuit.rc_tau_s)
     steady = current_a * circuit.rc_ohm
     rc = steady + (np.asarray(state.rc_v) - steady) * decay
-    lith = circuit.lithiation_at(cathode) if current_a < 0 else np.zeros_like(dt_s)
-    voltage = open_circuit + current_a * (circuit.series_ohm + lith) + rc.sum(axis=1)
+    lith = circuit.lithiation_at(at.cathode) if current_a < 0 else np.zeros_like(dt_s)
     heat = current_a ** 2 * (circuit.series_ohm + lith) + np.sum(rc ** 2 / circuit.rc_ohm, axis=1)
     cooling = np.exp(-dt_s / thermal_tau_s(params))
     rise = (state.temperature_rise_k * cooling
             + heat * params.thermal_resistance_k_per_w * (1 - cooling))
-    return Readings(voltage, np.full_like(dt_s, current_a), heat, rise, anode, cathode, dead)
+    return Readings(at.voltage, np.full_like(dt_s, current_a), heat, rise, at.anode, at.cathode,
+                    at.dead)
 
 
 def state_after(params: CellParameters, state: CellState, current_a: float, length_s: float,

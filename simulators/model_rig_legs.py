@@ -35,7 +35,7 @@ import numpy.typing as npt
 from cellrig.protocols.program import Condition
 from cellrig.simulators.cell_circuit import fade_factor
 from cellrig.simulators.cell_model import CellModel
-from cellrig.simulators.cell_segments import CellState, Readings, readings, state_after
+from cellrig.simulators.cell_segments import CellState, Voltages, state_after, voltages
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -132,8 +132,8 @@ def _direct_current(model: CellModel, current_a: float, offsets: FloatArray,
     circuit = model.circuit()
     fade = fade_factor(params, model.pressure_pa)
 
-    def at(times: FloatArray) -> Readings:
-        return readings(params, model.ocv, start, current_a, times, circuit, fade)
+    def at(times: FloatArray) -> Voltages:
+        return voltages(params, model.ocv, start, current_a, times, circuit, fade)
 
     coarse = at(offsets)
     swell = swell_m(model, coarse.anode, coarse.cathode, coarse.dead)

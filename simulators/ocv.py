@@ -106,10 +106,42 @@ class MonotoneCurve:
         self._knots = [float(v) for v in xs]
         self._values = [float(v) for v in ys]
         self._slopes = [float(v) for v in self.slopes]
+        # For value(): each interval's cubic in powers of t, and the inner knots to search.
+        width = np.diff(xs)
+        start_slope, end_slope = self.slopes[:-1] * width, self.slopes[1:] * width
+        rise = np.diff(ys)
+        self._inner = xs[1:-1].copy()
+        self._start = xs[:-1].copy()
+        self._per_width = 1.0 / width
+        self._cubic = (ys[:-1].copy(), start_slope, 3.0 * rise - 2.0 * start_slope - end_slope,
+                       start_slope + end_slope - 2.0 * rise)
 
     def __call__(self, x: ArrayLike) -> FloatArray:
         """The curve's value at ``x``."""
-        return self.evaluate(x)[0]
+        return self.value(x)
+
+    def value(self, x: ArrayLike) -> FloatArray:
+        """The curve's value at ``x``, without the slope: the same cubic as :meth:`evaluate`,
+        in Horner form from coefficients made once (a third of the time; the two agree to a
+        few units in the last place)."""
+        xs = np.asarray(x, dtype=float)
+        index = np.searchsorted(self._inner, xs, side="right")
+        t = xs - self._start[index]
+        t *= self._per_width[index]
+        c0, c1, c2, c3 = self._cubic
+        value = c3[index]
+        value *= t
+        value += c2[index]
+        value *= t
+        value += c1[index]
+        value *= t
+        value += c0[index]
+        if xs.size and (xs.min() < self.x[0] or xs.max() > self.x[-1]):
+            value = np.where(xs < self.x[0], self.y[0] + self.slopes[0] * (xs - self.x[0]),
+                             value)
+            value = np.where(xs > self.x[-1], self.y[-1] + self.slopes[-1] * (xs - self.x[-1]),
+                             value)
+        return np.asarray(value, dtype=float)
 
     def evaluate(self, x: ArrayLike) -> tuple[FloatArray, FloatArray]:
         """Value and slope at ``x``."""
@@ -236,6 +268,30 @@ class AnodeCurve:
         bare_slope = -self.bare_potential_v / bare_width * np.where(content >= 0, decay, 1.0)
         return ramp + bare, ramp_slope + bare_slope
 
+    def potential_v(self, lithium_ah_m2: ArrayLike) -> FloatArray:
+        """The potential of :meth:`evaluate` without its slope (the constants as plain floats,
+        the arrays worked on in place)."""
+        given = np.asarray(lithium_ah_m2, dtype=float)
+        content = given.reshape(-1)  # at least one dimension, for the in-place steps
+        width = self.knee_width_ah_m2
+        knee = self.agc_capacity_ah_m2
+        steep = self.agc_potential_v / (width * _softplus_scalar(knee / width))
+        ramp = np.subtract(knee, content)
+        ramp /= width
+        np.logaddexp(0.0, ramp, out=ramp)
+        ramp *= steep * width
+        bare_width = self.bare_width_ah_m2
+        if content.size and content.min() < 0:
+            decay = np.exp(-np.maximum(content, 0.0) / bare_width)
+            ramp += self.bare_potential_v * np.where(content >= 0, decay,
+                                                     1.0 - content / bare_width)
+            return np.asarray(ramp.reshape(given.shape), dtype=float)
+        bare = np.divide(content, -bare_width)
+        np.exp(bare, out=bare)
+        bare *= self.bare_potential_v
+        bare += ramp
+        return np.asarray(bare.reshape(given.shape), dtype=float)
+
     def evaluate_scalar(self, lithium_ah_m2: float) -> tuple[float, float]:
         """:meth:`evaluate` at one point, in plain Python."""
         width = self.knee_width_ah_m2
@@ -296,8 +352,11 @@ class CellOcv:
                 cathode_slope / self.cathode_mass_kg - anode_slope / self.area_m2)
 
     def voltage_v(self, anode_ah: ArrayLike, cathode_ah: ArrayLike) -> FloatArray:
-        """OCV (V) for the lithium in the anode and the lithium out of the cathode (Ah)."""
-        return self.evaluate(anode_ah, cathode_ah)[0]
+        """OCV (V) for the lithium in the anode and the lithium out of the cathode (Ah): the
+        value of :meth:`evaluate`, computed without the slopes."""
+        cathode_v = self.cathode.value(np.divide(cathode_ah, self.cathode_mass_kg))
+        return np.asarray(cathode_v - self.anode.potential_v(np.divide(anode_ah, self.area_m2)),
+                          dtype=float)
 
     def of_soc(self, soc: ArrayLike, lost_fraction: float = 0.0) -> FloatArray:
         """OCV at a state of charge (anode lithium over nominal capacity) for a cell that has
