@@ -86,6 +86,7 @@ class Fleet:
         except aiomqtt.MqttError as exc:
             raise BrokerError(f"cannot connect to {self.settings.url}: {exc}") from None
         self._client = client
+        self._watch_refusals(client)
         self._reader = asyncio.create_task(self._read(), name="fleet.read")
         await self._subscribe(f"{self.prefix}/+/reply/{self.user}/{self.identifier}")
         return self
@@ -100,6 +101,42 @@ class Fleet:
             with contextlib.suppress(aiomqtt.MqttError):
                 await self._client.__aexit__(None, None, None)
         self._client = None
+
+    def _watch_refusals(self, client: aiomqtt.Client) -> None:
+        """Fail a request at once when the broker refuses it. An MQTT 5 broker acknowledges a
+        publish its ACL does not allow with "not authorized" (mosquitto does), but aiomqtt 2
+        does not pass the acknowledgement's code on, so the paho client beneath it is asked:
+        its ``publish`` tells which message id carries which correlation data, its
+        ``on_publish`` the code of each acknowledgement. Without those internals a refused
+        request ends in the reply timeout instead."""
+        paho: Any = getattr(client, "_client", None)
+        if paho is None or not hasattr(paho, "on_publish"):
+            return
+        publish, on_publish = paho.publish, paho.on_publish
+        mids: dict[int, bytes] = {}
+
+        def publishing(topic: str, payload: Any = None, qos: int = 0, retain: bool = False,
+                       properties: Any = None, *args: Any, **kwargs: Any) -> Any:
+            info = publish(topic, payload, qos, retain, properties, *args, **kwargs)
+            correlation = getattr(properties, "CorrelationData", None)
+            if correlation is not None:
+                mids[info.mid] = bytes(correlation)
+            return info
+
+        def acknowledged(client: Any, userdata: Any, mid: int, reason_code: Any,
+                         properties: Any) -> None:
+            correlation = mids.pop(mid, None)
+            if correlation is not None and getattr(reason_code, "is_failure", False):
+                waiting = self._waiting.get(correlation)
+                if waiting is not None and not waiting.done():
+                    waiting.set_exception(ControlError(ErrorCode.FORBIDDEN, (
+                        f"the broker {self.settings.url} does not let {self.user!r} send "
+                        f"this request ({reason_code}): its ACL decides which stations an "
+                        "account may command")))
+            on_publish(client, userdata, mid, reason_code, properties)
+
+        paho.publish = publishing
+        paho.on_publish = acknowledged
 
     @property
     def client(self) -> aiomqtt.Client:
