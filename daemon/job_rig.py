@@ -55,12 +55,15 @@ class JobRig:
     """The engine's rig port for one job (see the module docstring)."""
 
     def __init__(self, rig: ChannelRig, waits: ChamberWaits, *, poll_s: float,
-                 report: WaitReport, check_stop: Callable[[], None]) -> None:
+                 report: WaitReport, check_stop: Callable[[], None],
+                 on_chamber: Callable[[bool], None] = lambda held: None) -> None:
         self.rig = rig
         self.waits = waits
         self.poll_s = poll_s
         self.report = report
         self.check_stop = check_stop
+        self.on_chamber = on_chamber
+        """told False when the job starts waiting for the chamber, True once it holds it"""
         self.waited_s = 0.0
 
     @property
@@ -114,12 +117,14 @@ class JobRig:
                 else:
                     break
             if not told:
+                self.on_chamber(False)
                 await self.rig.safe()  # the wait may be long: no current meanwhile
                 self.report(_waiting_message(chamber, name, temperature_c),
                             {"wait": "chamber", "chamber": chamber.name,
                              "setpoint_c": temperature_c, "holders": _others(chamber, name)})
                 told = True
             await self.waits.wait(self.poll_s)
+        self.on_chamber(True)
         if told:
             waited_s = time.monotonic() - started
             self.waited_s += waited_s

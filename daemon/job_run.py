@@ -19,6 +19,7 @@ store, so the next start continues it (``job_recovery``).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,7 +34,7 @@ from cellrig.errors import CellrigError
 from cellrig.protocols.clock import Clock
 from cellrig.protocols.engine import Engine, Event, EventKind
 from cellrig.protocols.engine import JobState as EngineJobState
-from cellrig.protocols.program import Program
+from cellrig.protocols.program import Program, SetStep
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +92,33 @@ async def run_job(job: ActiveJob, channel: JobChannel, store: Store, clock: Cloc
     return final
 
 
+class ChamberLimits:
+    """The job's limits as the supervisor watches them. A job that sets the temperature of a
+    shared chamber is not held to its own temperature window while the chamber is at other
+    channels' setpoint: from its start until it first holds the chamber, and while it waits for
+    the chamber at a later set step (output off). The channel's hard limits always hold, and
+    so do the engine's own checks of every reading the job takes."""
+
+    def __init__(self, channel: JobChannel, program: Program) -> None:
+        self.supervisor = channel.supervisor
+        self.limits = program.limits
+        sets_temperature = channel.chamber is not None and any(
+            isinstance(step, SetStep) and step.temperature_c is not None
+            for step in program.iter_steps())
+        self.relaxed = (dataclasses.replace(program.limits, temperature_c=None)
+                        if sets_temperature and program.limits.temperature_c is not None
+                        else program.limits)
+
+    def begin(self) -> None:
+        """Watch the job from now on (relaxed until it holds the chamber)."""
+        self.supervisor.begin_job(self.relaxed)
+
+    def chamber(self, held: bool) -> None:
+        """The job holds the chamber at its setpoint (True) or waits for it (False)."""
+        if self.relaxed is not self.limits:
+            self.supervisor.begin_job(self.limits if held else self.relaxed)
+
+
 def _release(channel: JobChannel, waits: ChamberWaits) -> None:
     channel.supervisor.end_job()
     channel.rig.release_environment()
@@ -102,8 +130,9 @@ async def _run(job: ActiveJob, channel: JobChannel, store: Store, clock: Clock,
                set_state: Callable[[int, JobState, str], Any]) -> tuple[JobState, str]:
     if (reason := job.stop_requested()) is not None:
         return JobState.STOPPED, reason
+    limits = ChamberLimits(channel, job.program)
     try:
-        channel.supervisor.begin_job(job.program.limits)
+        limits.begin()
     except CellrigError as exc:
         return JobState.FAILED, f"cannot start: {exc}"
     sink = LiveSink(store.sink(job.job_id), live)
@@ -121,7 +150,7 @@ async def _run(job: ActiveJob, channel: JobChannel, store: Store, clock: Clock,
             holder[0].check_stop()
 
     rig = JobRig(channel.rig, waits, poll_s=settings.chamber_poll_s, report=report,
-                 check_stop=check_stop)
+                 check_stop=check_stop, on_chamber=limits.chamber)
     engine = Engine(job.program, rig, sink, clock, checkpoint=job.checkpoint,
                     checkpoint_every_s=settings.checkpoint_every_s)
     holder.append(engine)
@@ -130,6 +159,13 @@ async def _run(job: ActiveJob, channel: JobChannel, store: Store, clock: Clock,
         engine.pause()
     if (reason := job.stop_requested()) is not None:  # asked for while it started
         engine.stop(reason)
+    setpoint_c = engine.state.temperature_setpoint_c
+    if job.checkpoint is not None and setpoint_c is not None and engine.state.ended is None:
+        # a restart forgot the chamber's holders: hold it again where the job had it
+        try:
+            await rig.set_environment(setpoint_c, None)
+        except CellrigError as exc:
+            return JobState.FAILED, f"cannot hold the chamber at {setpoint_c:g} °C again: {exc}"
     outcome = await engine.run()
     state, reason = _FINAL[outcome.state], outcome.reason
     trip = channel.supervisor.trip

@@ -29,10 +29,11 @@ steps:
 COLD = """cellrig: 1
 name: cold
 cell: {capacity: 600 mAh}
+limits: {temperature: [10 degC, 70 degC]}
 record: {every: 60 s}
 steps:
   - set: {temperature: 25 degC}
-  - Rest for 10 minutes
+  - Rest for 10 hours
 """
 #: Warm charge, then a cooler discharge; ``rate`` sets how long the charge takes.
 SWEEP = """cellrig: 1
@@ -71,7 +72,14 @@ async def test_a_job_needing_another_temperature_waits_until_the_holder_ends(
         status = {channel.channel: channel for channel in (await manager.status()).channels}
         assert status["A2"].job_state == "running"
         assert station.channels["A2"].model.command.mode.value == "off"  # no current meanwhile
+        # not held to its own temperature window while the chamber is someone else's
+        supervisor = station.channels["A2"].supervisor
+        assert supervisor.job_limits is not None and supervisor.job_limits.temperature_c is None
         hot_view = await wait_for(manager, hot.id)
+        # once it holds the chamber, its temperature window is watched again
+        async with asyncio.timeout(5):
+            while supervisor.job_limits is None or supervisor.job_limits.temperature_c is None:
+                await asyncio.sleep(0.001)
         cold_view = await wait_for(manager, cold.id)
         events = chamber_events(await manager.events(cold.id))
         hot_end = (await manager.events(hot.id))[-1]

@@ -138,9 +138,11 @@ async def test_a_paused_job_stays_paused_after_a_restart(tmp_path: Path) -> None
         await asyncio.sleep(0.05)
         await manager.pause(job.id)
     reads = station.channels["A1"].potentiostat.reads
+    station.chamber.release("A1")  # a restart forgets who holds the chamber
     async with running(station, path) as manager:
         await asyncio.sleep(0.2)
         assert (await manager.job(job.id)).state == "paused"
+        assert station.chamber.holders == {"A1": 25.0}  # held again where the job had it
         assert station.channels["A1"].potentiostat.reads == reads
         live = (await manager.status()).channels[0]
         assert live.job_state == "paused" and live.job_id == job.id
