@@ -213,6 +213,7 @@ def cellrig(broker: Broker, user: str, *arguments: str) -> subprocess.CompletedP
          *arguments], capture_output=True, text=True, timeout=60, cwd=REPOSITORY, check=False)
 
 
+@pytest.mark.slow
 async def test_three_daemons_on_one_broker(tmp_path: Path, broker: Broker) -> None:
     daemons = {}
     for name in STATIONS:
@@ -297,9 +298,6 @@ async def test_three_daemons_on_one_broker(tmp_path: Path, broker: Broker) -> No
         listing = await asyncio.to_thread(cellrig, broker, "bob", "stations")
         assert "assb-lab-3  offline (connection lost)" in listing.stdout, listing.stdout
         assert "assb-lab-1  online" in listing.stdout
-        refused = await asyncio.to_thread(cellrig, broker, "bob", "--station", "assb-lab-3",
-                                          "stations")
-        assert refused.returncode == 0
     finally:
         for process in daemons.values():
             if process.poll() is None:
