@@ -10,6 +10,7 @@ channel's potentiostat may be that channel's EIS unit, and no other channel's.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -61,6 +62,10 @@ _LONG_EXAMPLES = {
 }
 
 
+_CHANNEL_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+_RESERVED_CHANNEL_NAMES = frozenset({"cmd", "reply"})
+
+
 class ChannelReader:
     """Reads every channel against the instruments already read."""
 
@@ -83,6 +88,13 @@ class ChannelReader:
             if not isinstance(value, dict):
                 self.findings.error(path, f"channel {name!r} must be a table, not a value",
                                     expected="a [channels.NAME] table", example=CHANNEL_EXAMPLE)
+                continue
+            if not _CHANNEL_NAME_RE.fullmatch(name) or name in _RESERVED_CHANNEL_NAMES:
+                # channel names are MQTT topic levels and export file names
+                self.findings.error(path, f"{name!r} cannot name a channel",
+                                    expected="letters, digits, '_', '.' and '-', starting with a "
+                                    "letter or digit; not 'cmd' or 'reply' (MQTT topic levels "
+                                    "of the station)", example=CHANNEL_EXAMPLE)
                 continue
             channel = self.channel(Section(self.findings, path, value, f"[channels.{name}]",
                                            CHANNEL_EXAMPLE), name)

@@ -183,3 +183,10 @@ def test_the_model_names_a_built_in_cell_or_a_file() -> None:
         load_station_text(SMALL.replace('"paper-pouch-0.6Ah"', '"paper-pouch"'))
     config = load_station_text(SMALL.replace('"paper-pouch-0.6Ah"', '"cells/my-cell.yaml"'))
     assert config.instruments["bench"].options["cell"] == "cells/my-cell.yaml"
+
+
+@pytest.mark.parametrize("name", ["cmd", "reply", "A+1", "#", "-A1"])
+def test_a_channel_name_that_cannot_be_a_topic_level_is_refused(name: str) -> None:
+    text = SMALL.replace("[channels.B1]", f'[channels."{name}"]')
+    with pytest.raises(ConfigError, match="cannot name a channel"):
+        load_station_text(text, "station.toml")
