@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from cellrig import __version__
 from cellrig.daemon.control_api import (
@@ -43,6 +44,7 @@ from cellrig.daemon.store_schema import FINAL_STATES, JobState
 from cellrig.protocols.program import Program
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class JobManager:
@@ -64,6 +66,7 @@ class JobManager:
         self._active: dict[str, ActiveJob] = {}
         self._live = {name: LiveChannel() for name in station.channels}
         self._reader: StoreReader | None = None
+        self._reading = asyncio.Lock()
 
     @property
     def station_name(self) -> str:
@@ -76,6 +79,12 @@ class JobManager:
         if self._reader is None:
             self._reader = self.store.reader()
         return self._reader
+
+    async def _read(self, query: Callable[[StoreReader], T]) -> T:
+        """``query`` on the manager's reader, in a thread (a station's whole job list takes
+        tens of milliseconds), one query at a time."""
+        async with self._reading:
+            return await asyncio.to_thread(query, self.reader)
 
     def close(self) -> None:
         """Close the manager's reader (the workers end with :meth:`run`'s cancellation)."""
@@ -92,7 +101,7 @@ class JobManager:
     async def recover(self) -> list[int]:
         """Queue the store's unfinished jobs again: running and paused ones first, each at
         the head of its channel's queue, continued from its checkpoint; returns their ids."""
-        plan = await asyncio.to_thread(plan_recovery, self.reader)
+        plan = await self._read(plan_recovery)
         for record, reason in plan.broken:
             await self._set_state(record.id, JobState.FAILED, reason)
         now = self.station.clock.unix_now()
@@ -228,12 +237,13 @@ class JobManager:
         except ValueError:
             known = ", ".join(state.value for state in JobState)
             raise ControlError(ErrorCode.INVALID, f"job states are {known}") from None
-        return [job_view(record) for record in reversed(self.reader.jobs(wanted))]
+        records = await self._read(lambda reader: reader.jobs(wanted))
+        return [job_view(record) for record in reversed(records)]
 
     async def job(self, job_id: int) -> JobView:
         """One job."""
         try:
-            return job_view(self.reader.job(job_id))
+            return job_view(await self._read(lambda reader: reader.job(job_id)))
         except StoreError:
             raise ControlError(ErrorCode.NOT_FOUND, f"there is no job {job_id}") from None
 
@@ -332,4 +342,5 @@ class JobManager:
     async def events(self, job_id: int, after_id: int = 0) -> list[EventView]:
         """A job's events after ``after_id``."""
         await self.job(job_id)
-        return [event_view(stored) for stored in self.reader.events(job_id, after_id=after_id)]
+        stored = await self._read(lambda reader: reader.events(job_id, after_id=after_id))
+        return [event_view(event) for event in stored]

@@ -130,10 +130,10 @@ async def test_pause_resume_and_stop(tmp_path: Path) -> None:
         status = await manager.status()
         live = status.channels[0]
         assert live.job_id == job.id and live.voltage_v is not None and live.cycle is not None
-        stopped = await manager.stop(job.id, "enough")
-        assert (stopped.state, stopped.reason) == ("stopped", "enough")
         cancelled = await manager.stop(queued.id)
         assert cancelled.state == "stopped"
+        stopped = await manager.stop(job.id, "enough")
+        assert (stopped.state, stopped.reason) == ("stopped", "enough")
         with pytest.raises(Exception, match="already stopped"):
             await manager.stop(job.id)
         events = await manager.events(job.id)
