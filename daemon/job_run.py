@@ -79,10 +79,11 @@ async def run_job(job: ActiveJob, channel: JobChannel, store: Store, clock: Cloc
         final, reason = JobState.FAILED, f"the daemon failed: {exc or type(exc).__name__}"
     _release(channel, waits)
     try:
-        await channel.rig.safe()
-    except CellrigError as exc:
+        async with asyncio.timeout(settings.safe_timeout_s):
+            await channel.rig.safe()
+    except (CellrigError, TimeoutError) as exc:  # the supervisor's watchdog goes on
         log.error("%s: could not make the rig safe after job %d: %s", channel.name,
-                  job.job_id, exc)
+                  job.job_id, exc or "timed out")
     try:
         await set_state(job.job_id, final, reason)
     except CellrigError as exc:

@@ -92,3 +92,5 @@ class JobSettings:
     latched_poll_s: float = 1.0
     stop_wait_s: float = 10.0
     store_timeout_s: float = 30.0
+    safe_timeout_s: float = 10.0
+    """how long making a channel safe may take at a job's end or before a resume"""

@@ -114,7 +114,8 @@ class JobManager:
                                       "is no longer in the station configuration")
                 continue
             try:
-                await channel.rig.safe()  # continue from a known state: output off
+                async with asyncio.timeout(self.settings.safe_timeout_s):
+                    await channel.rig.safe()  # continue from a known state: output off
             except Exception as exc:  # the worker's begin_job or first command will tell
                 log.error("%s: could not make the rig safe before resuming job %d: %s",
                           record.channel, record.id, exc)
