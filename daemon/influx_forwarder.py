@@ -26,7 +26,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from cellrig.drivers.backoff import Backoff
 
@@ -380,14 +379,15 @@ class InfluxForwarder:
     def _health_locked(self) -> list[str]:
         reader = self._require_reader()
         now = self.wall_clock()
-        newest_id, newest_unix = _newest_sample(reader)
+        newest_id, newest_time = reader.newest_sample()
+        newest_unix = math.nan if newest_time is None else newest_time
         backlog = max(0, newest_id - self.positions["samples"])
         self.stats.backlog_samples = backlog
         time_ns = round(now * 1000) * 1_000_000
         fields: list[tuple[str, float | int | bool | str | None]] = [
             ("backlog_samples", backlog),
-            ("backlog_events", _count_after(reader, "events", self.positions["events"])),
-            ("backlog_cycles", _count_after(reader, "cycles", self.positions["cycles"])),
+            ("backlog_events", reader.count_after("events", self.positions["events"])),
+            ("backlog_cycles", reader.count_after("cycles", self.positions["cycles"])),
             ("last_sample_age_s", now - newest_unix),
             ("last_forwarded_age_s", now - self.stats.newest_forwarded_unix_s),
             ("forwarded_samples", self.stats.forwarded_samples),
@@ -413,28 +413,6 @@ class InfluxForwarder:
             line = point(INSTRUMENTS, tags, [("up", int(bool(up)))], time_ns)
             if line is not None:
                 yield line
-
-
-def _newest_sample(reader: StoreReader) -> tuple[int, float]:
-    """The highest sample id and that sample's unix time (0 and NaN in an empty store)."""
-    row = _query(reader, "SELECT id, unix_time_s FROM samples ORDER BY id DESC LIMIT 1")
-    if row is None:
-        return 0, math.nan
-    return int(row[0]), math.nan if row[1] is None else float(row[1])
-
-
-def _count_after(reader: StoreReader, table: str, after_id: int) -> int:
-    row = _query(reader, f"SELECT count(*) FROM {table} WHERE id > ?", (after_id,))
-    return 0 if row is None else int(row[0])
-
-
-def _query(reader: StoreReader, sql: str, parameters: tuple[int, ...] = ()
-           ) -> tuple[Any, ...] | None:
-    try:
-        row = reader.connection.execute(sql, parameters).fetchone()
-    except Exception as exc:
-        raise StoreError(f"cannot read: {exc}", path=str(reader.path)) from exc
-    return None if row is None else tuple(row)
 
 
 async def run_influx_forwarder(config: StationConfig, store: Store, *,

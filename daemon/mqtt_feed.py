@@ -16,7 +16,6 @@ also runs the safety supervisor.
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -76,12 +75,7 @@ class StoreFeed:
         return self._reader
 
     def _newest_sample_id(self) -> int:
-        try:
-            row = self.reader.connection.execute(
-                "SELECT coalesce(max(id), 0) FROM samples").fetchone()
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot read: {exc}", path=str(self.store.path)) from exc
-        return int(row[0])
+        return self.reader.newest_sample()[0]
 
     def skip_samples(self) -> None:
         """Start telemetry again at the newest sample (after the broker was away)."""

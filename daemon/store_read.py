@@ -14,7 +14,7 @@ import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -45,6 +45,8 @@ from .store_schema import (
 from .store_writer import StoreError
 
 CHUNK_ROWS = 65_536
+RecordTable = Literal["samples", "events", "cycles"]
+RECORD_TABLES: frozenset[str] = frozenset({"samples", "events", "cycles"})
 _TYPES = {column.bdf: column.type for column in SAMPLE_COLUMNS}
 _ARROW_TYPES = {SqlType.REAL: pa.float64(), SqlType.INTEGER: pa.int64(),
                 SqlType.TEXT: pa.string()}
@@ -132,6 +134,22 @@ class StoreReader:
         """How many samples a job has."""
         return int(self._query("SELECT count(*) FROM samples WHERE job_id = ?",
                                (job_id,)).fetchone()[0])
+
+    def newest_sample(self) -> tuple[int, float | None]:
+        """The id and unix time of the newest stored sample; ``(0, None)`` for an empty store
+        (what forwarders measure their backlog and lag against)."""
+        row = self._query("SELECT id, unix_time_s FROM samples ORDER BY id DESC LIMIT 1"
+                          ).fetchone()
+        if row is None:
+            return 0, None
+        return int(row[0]), None if row[1] is None else float(row[1])
+
+    def count_after(self, table: RecordTable, after_id: int) -> int:
+        """How many samples, events or cycle summaries are stored after ``after_id``."""
+        if table not in RECORD_TABLES:
+            raise ValueError(f"not a record table: {table!r}")
+        return int(self._query(f"SELECT count(*) FROM {table} WHERE id > ?",
+                               (after_id,)).fetchone()[0])
 
     def iter_samples(self, job_id: int | None, *, columns: Sequence[str] = COLUMNS,
                      after_id: int = 0, limit: int | None = None,

@@ -185,10 +185,23 @@ def test_sample_ids_rise_by_one_over_the_station_and_a_cursor_reads_after_them(
         ids = reader.samples(first).ids
         assert np.all(np.diff(ids) > 0)
         assert reader.cursor("influxdb.samples") == 0
+        newest_id, newest_unix_s = reader.newest_sample()
+        assert newest_id == len(sent)
+        assert newest_unix_s == everything.columns["Unix Time / s"][-1]
+        assert reader.count_after("samples", 17) == len(sent) - 17
+        assert reader.count_after("events", 0) == 0
+        with pytest.raises(ValueError, match="not a record table"):
+            reader.count_after("jobs", 0)  # type: ignore[arg-type]
     store.move_cursor("influxdb.samples", 22)
     store.flush()
     with store.reader() as reader:
         assert reader.cursor("influxdb.samples") == 22
+
+
+def test_an_empty_store_has_no_newest_sample(store: Store) -> None:
+    with store.reader() as reader:
+        assert reader.newest_sample() == (0, None)
+        assert reader.count_after("samples", 0) == 0
 
 
 def test_a_checkpoint_names_the_last_sample_sent_before_it(store: Store) -> None:
