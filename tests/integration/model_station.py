@@ -29,6 +29,7 @@ from cellrig.daemon.station_config_model import (
 from cellrig.daemon.supervisor import ChannelSupervisor, SafetyEvent, Supervisor
 from cellrig.drivers.jig_geometry import JigGeometry
 from cellrig.drivers.palmsens_ranges import program_refusals
+from cellrig.errors import ConnectionLost
 from cellrig.protocols.clock import SystemClock
 from cellrig.protocols.program import Limit, Limits, Program
 from cellrig.protocols.rig import Block, Capabilities, Command, JigKind
@@ -47,6 +48,8 @@ class PacedModel:
     model: ModelRig
     pace_s: float = 0.0
     reads: int = 0
+    fail_at_read: int | None = None
+    """the read that loses the connection (an instrument fault), if any"""
 
     @property
     def capabilities(self) -> Capabilities:
@@ -59,6 +62,9 @@ class PacedModel:
         if self.pace_s > 0:
             await asyncio.sleep(self.pace_s)
         self.reads += 1
+        if self.reads == self.fail_at_read:
+            raise ConnectionLost("the connection dropped", instrument="model-smu",
+                                 address="in-process", command="READ?")
         return await self.model.read()
 
     async def end_step(self, at_time_s: float) -> None:

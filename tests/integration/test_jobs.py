@@ -167,3 +167,19 @@ async def test_a_hard_short_aborts_only_its_own_channel(tmp_path: Path) -> None:
     assert latched["A1"] is not None and latched["A2"] is None
     assert [event.channel for event in station.safety_events if event.kind.value == "limit"] == [
         "A1"]
+
+
+async def test_an_instrument_fault_fails_only_its_own_job(tmp_path: Path) -> None:
+    station = build_station(["A1", "A2"])
+    station.channels["A1"].potentiostat.fail_at_read = 5
+    async with running(station, tmp_path / "station.db") as manager:
+        broken = await manager.submit(request("A1", CYCLING))
+        healthy = await manager.submit(request("A2", CYCLING))
+        broken_view = await wait_for(manager, broken.id)
+        healthy_view = await wait_for(manager, healthy.id)
+        again = await manager.submit(request("A1", CYCLING))  # the channel takes new jobs
+        again_view = await wait_for(manager, again.id)
+    assert broken_view.state == "failed", broken_view
+    assert "the connection dropped" in broken_view.reason
+    assert healthy_view.state == again_view.state == "completed"
+    assert station.channels["A1"].model.command.mode.value == "off"
