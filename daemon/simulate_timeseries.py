@@ -1,11 +1,11 @@
 """The time series file of a simulated job, written while the job runs.
 
-Sample blocks are held until :data:`HELD_ROWS` have come (a thousand cycles sampled every
-10 s fit), then handed over in row groups of :data:`ROWS_PER_GROUP`: each turned into an Arrow
-table from the numpy buffers, then encoded and written — Parquet or CSV — by a worker thread
-(pyarrow encodes without holding the interpreter). A run that fits is written at its end,
-while the plots are drawn, so the writing does not slow the job down; a longer one is written
-as it runs, and memory stays bounded.
+Each sample block is copied, as it comes, into the column buffers of the current row group of
+:data:`ROWS_PER_GROUP` samples (``Step Type`` as int8 codes). A full group becomes an Arrow
+table over those buffers (no further copy) and is encoded and written — Parquet or CSV — by a
+worker thread, which pyarrow lets run without the interpreter lock: the file is written on the
+machine's other core while the job goes on, only the last partial group is left for the end,
+and memory stays bounded however long the run.
 """
 
 from __future__ import annotations
@@ -25,9 +25,6 @@ _STEP_CODES = {name: code for code, name in enumerate(STEP_TYPES)}
 DICTIONARY_COLUMNS = ("Step Type", "Cycle Count / 1", "Step Count / 1", "Step ID")
 #: Samples per Parquet row group (and per write).
 ROWS_PER_GROUP = 1 << 17
-#: Samples held before they are written while the job runs (about 400 MB); fewer are all
-#: written at the end, when the job no longer needs the processor.
-HELD_ROWS = 1 << 21
 
 
 def step_codes(values: np.ndarray) -> np.ndarray:
@@ -75,47 +72,52 @@ class TimeSeriesWriter:
         self.path = folder / ("timeseries.csv" if file_format == "csv" else "timeseries.parquet")
         self.file_format = file_format
         self.rows = 0
-        self._pending: list[SampleBlock] = []
-        self._pending_rows = 0
+        self._group: dict[str, np.ndarray] | None = None
+        self._filled = 0
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="timeseries")
         self._writes: list[Future[None]] = []
         self._writer: Any = None
 
     def add(self, block: SampleBlock) -> None:
-        """Take a block; write row groups once more than :data:`HELD_ROWS` wait."""
-        self._pending.append(block)
-        self._pending_rows += len(block)
-        if self._pending_rows >= HELD_ROWS:
-            self._flush_groups(keep_last=True)
+        """Copy a block into the row group's buffers; hand each full group to the worker."""
+        count = len(block)
+        codes = step_codes(block.columns["Step Type"])
+        done = 0
+        while done < count:
+            group = self._group if self._group is not None else self._new_group(block)
+            take = min(count - done, ROWS_PER_GROUP - self._filled)
+            end = self._filled + take
+            for name, buffer in group.items():
+                source = codes if name == "Step Type" else block.columns[name]
+                buffer[self._filled:end] = source[done:done + take]
+            self._filled = end
+            done += take
+            if end == ROWS_PER_GROUP:
+                self._flush()
 
-    def _flush_groups(self, keep_last: bool) -> None:
-        """Hand the held blocks over in row groups (all, or all but a last partial one)."""
-        held, self._pending, self._pending_rows = self._pending, [], 0
-        group: list[SampleBlock] = []
-        rows = 0
-        for block in held:
-            group.append(block)
-            rows += len(block)
-            if rows >= ROWS_PER_GROUP:
-                self._flush(group)
-                group, rows = [], 0
-        if keep_last:
-            self._pending, self._pending_rows = group, rows
-        elif group or (self._writer is None and not self._writes):
-            self._flush(group)
+    def _new_group(self, block: SampleBlock) -> dict[str, np.ndarray]:
+        self._group = {name: np.empty(ROWS_PER_GROUP, dtype=np.int8 if name == "Step Type"
+                                      else block.columns[name].dtype) for name in COLUMNS}
+        self._filled = 0
+        return self._group
 
-    def _flush(self, blocks: list[SampleBlock]) -> None:
-        self.rows += sum(len(block) for block in blocks)
-        table = self._table(blocks)  # numpy and Arrow arrays: quick, here
+    def _flush(self) -> None:
+        """Hand the group's filled rows to the worker (an empty table if none ever came)."""
+        group, filled = self._group, self._filled
+        self._group, self._filled = None, 0
+        if group is None:
+            group = {name: np.zeros(0, dtype=np.int8 if name == "Step Type" else float)
+                     for name in COLUMNS}
+        self.rows += filled
+        table = self._table({name: values[:filled] for name, values in group.items()})
         self._writes.append(self._pool.submit(self._write, table))  # encoding: the worker
         for done in [future for future in self._writes if future.done()]:
             done.result()  # a failed write fails the job now, not at the end
             self._writes.remove(done)
 
-    def _table(self, blocks: list[SampleBlock]) -> Any:
+    def _table(self, data: dict[str, np.ndarray]) -> Any:
         import pyarrow as pa
 
-        data = columns(blocks)
         arrays = {name: _wrap(values) for name, values in data.items()}
         step_type = pa.DictionaryArray.from_arrays(arrays["Step Type"], _step_dictionary())
         arrays["Step Type"] = (step_type.cast(pa.string()) if self.file_format == "csv"
@@ -138,7 +140,8 @@ class TimeSeriesWriter:
     def close(self) -> Path:
         """Write what is left, wait for the worker, close the file."""
         try:
-            self._flush_groups(keep_last=False)
+            if self._filled or (self._writer is None and not self._writes):
+                self._flush()
             for future in self._writes:
                 future.result()
         finally:
