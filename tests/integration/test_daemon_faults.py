@@ -4,9 +4,12 @@ while one instrument misbehaves on its wire.
 
 - A potentiostat whose connection drops in the middle of a constant-current step (closed for
   half a second, a reply cut half way, a garbled reply): the driver reconnects with backoff or
-  reads again, and the job completes with no trip.
-- A potentiostat that stays away: the job fails with the driver's reason stored; the supervisor
-  keeps trying to switch the output off, and does as soon as the instrument answers again.
+  reads again, and the job completes with no trip and the charge the cell took.
+- A potentiostat away until its driver gives up: the job fails with the driver's reason, and
+  the engine's own output off goes through once the instrument answers again.
+- A potentiostat that stays away: the watchdog trips the channel, the output off fails and is
+  retried until the instrument answers; the job ends with the driver's fault stored; the
+  channel stays latched.
 - A chamber that stops answering: the channels in it trip on their chamber watchdog (their
   jobs aborted, the missing temperatures stored as NaN, never as a stale number); the channels
   in the other chamber charge on; the chamber is held again once it answers.
@@ -115,10 +118,12 @@ async def test_a_potentiostat_that_drops_out_mid_step_comes_back_and_the_job_com
     # the step ran its 10 minutes of the Keithley's time (ending at the first reading after
     # them, which may come late after a long outage) ...
     assert np.all(np.diff(stored[TEST_TIME]) > 0) and stored[TEST_TIME][-1] >= 600.0
-    # ... and the charge the job counted is the charge the cell took, outage included
-    taken_ah = station.cell("A1").cell.state.charge_in_ah
-    assert stored[CHARGED][-1] == pytest.approx(taken_ah, rel=0.01)
-    assert taken_ah == pytest.approx(0.3 * stored[TEST_TIME][-1] / 3600.0, rel=0.01)
+    # ... and the job counted the charge of the whole step, the outage included (the source
+    # kept its 0.3 A); the cell took that much, give or take the milliseconds between the
+    # step's last reading and the output off (a second of the cell's time is 3 ms here)
+    assert stored[CHARGED][-1] == pytest.approx(0.3 * stored[TEST_TIME][-1] / 3600.0, rel=1e-3)
+    assert station.cell("A1").cell.state.charge_in_ah == pytest.approx(stored[CHARGED][-1],
+                                                                        rel=0.05)
     gap_s = float(np.diff([reading.time_s for reading in station.readings("A1")]).max())
     print(f"{fault.__name__}: the longest gap between readings was {gap_s:.0f} s")
     assert all(station.output_safe(name) for name in CHANNELS)
@@ -165,37 +170,37 @@ async def test_a_potentiostat_away_until_its_driver_gives_up_fails_the_job_and_g
     assert station.events == []
 
 
-#: A watchdog of one second (one tenth of the 10 s recording interval, at least 1 s), and the
-#: chamber and jigs polled every 0.25 s so that their own watchdogs see fresh values.
-QUICK_WATCHDOG = dataclasses.replace(SETTINGS, watchdog_periods=0.1, watchdog_floor_s=1.0)
-QUICK_POLLS = {'poll_period = "1 s"': 'poll_period = "0.25 s"',
-               'poll_period = "0.5 s"': 'poll_period = "0.25 s"'}
-
-
-async def test_a_potentiostat_that_stays_away_trips_its_channel_and_is_made_safe_on_return(
+async def test_a_potentiostat_that_stays_away_ends_its_job_and_is_made_safe_on_return(
         tmp_path: Path) -> None:
-    async with fault_station(tmp_path, settings=QUICK_WATCHDOG, options=QUICK_POLLS) as station:
+    async with fault_station(tmp_path) as station:
         jobs = await submit_all(station, {name: charge(name, minutes=40) for name in CHANNELS})
         await asyncio.sleep(0.3)
         server = station.sim.scpi_servers["A1"]
         address = station.sim.address("smu-A1")
         await server.close()
         supervisor = station.station.channels["A1"].supervisor
-        # the watchdog trips before the driver gives up
-        tripped_s = await until(lambda: supervisor.latched, 5.0, "the watchdog tripped")
+        # the watchdog (5 s without a reading) trips, and the output off cannot go out
+        tripped_s = await until(lambda: supervisor.latched, 10.0, "the watchdog tripped")
         running = {name: (await station.manager.job(job.id)).state
                    for name, job in jobs.items() if name != "A1"}
         assert set(running.values()) == {"running"}, running
-        # ... and the output off cannot go out
         await until(lambda: supervisor.unsafe_instruments == ["potentiostat"], 10.0,
                     "the output off failed")
         ended = await wait_for(station.manager, jobs["A1"].id, timeout_s=30.0)
-        assert ended.state == "aborted"
-        assert ended.reason.startswith("safety supervisor: no fresh reading from potentiostat")
         faults = await faults_of(station, ended.id)
         assert faults and faults[0].startswith(f"smu-A1 at {address}: ")  # the cause, stored
+        # Which comes first, the driver giving up (1.5 to 5 s, then the engine's own output
+        # off tried twice) or the watchdog (5 s), decides the job's state: failed with the
+        # driver's reason, or aborted with the watchdog's (the driver's is in its fault event).
+        if ended.state == "failed":
+            assert ended.reason == faults[0]
+        else:
+            assert ended.state == "aborted"
+            assert ended.reason.startswith(
+                "safety supervisor: no fresh reading from potentiostat for ")
         trip = supervisor.trip
         assert trip is not None and trip.kind is SafetyEventKind.WATCHDOG
+        assert trip.limit == 5.0
         failures = [event for event in station.events
                     if event.kind is SafetyEventKind.SAFE_FAILED]
         assert [(event.channel, event.quantity) for event in failures] == [("A1", "potentiostat")]
@@ -207,12 +212,11 @@ async def test_a_potentiostat_that_stays_away_trips_its_channel_and_is_made_safe
                                    "the output went off once the instrument answered")
         await until(lambda: supervisor.unsafe_instruments == [], 5.0, "safe")
         assert supervisor.latched  # a person looks before A1 runs again
-        print(f"stays away: tripped {tripped_s:.2f} s after the cut; output off "
-              f"{safe_after_s:.2f} s after the instrument came back")
+        print(f"stays away: job {ended.state}, watchdog {tripped_s:.2f} s after the cut; "
+              f"output off {safe_after_s:.2f} s after the instrument came back")
         views = {name: await wait_for(station.manager, job.id, timeout_s=40.0)
                  for name, job in jobs.items()}
-    assert {name: view.state for name, view in views.items()} == {
-        "A1": "aborted", "A2": "completed", "A3": "completed", "A4": "completed"}
+    assert [view.state for view in views.values()][1:] == ["completed"] * 3, views
     assert [event.channel for event in station.events] == ["A1", "A1"]
 
 
@@ -240,14 +244,14 @@ async def test_a_chamber_that_stops_answering_trips_the_channels_in_it_only(
         others = {name: await wait_for(station.manager, job.id, timeout_s=40.0)
                   for name, job in jobs.items() if name not in IN_SECOND_CHAMBER}
     print(f"silent chamber: jobs aborted {aborted_after_s:.2f} s after the chamber went quiet")
-    assert aborted_after_s < 9.0
+    assert aborted_after_s < 7.0
     for name, view in aborted.items():
         assert view.state == "aborted"
         assert view.reason.startswith(f"safety supervisor: no fresh reading from "
                                       f"{SECOND_CHAMBER} for ")
         trip = station.station.channels[name].supervisor.trip
         assert trip is not None and trip.kind is SafetyEventKind.WATCHDOG
-        assert trip.limit == 5.0 and 5.0 < trip.value < 5.5  # seconds without a fresh value
+        assert trip.limit == 5.0 and 5.0 < trip.value < 6.0  # seconds without a fresh value
         assert station.output_safe(name)
         temperature = station.samples(view.id, TEMPERATURE)[TEMPERATURE]
         # fresh values first; once the chamber was three polls late, NaN and not its last value
