@@ -7,13 +7,14 @@ no sample stored twice, steps and cycles in order, every cycle summarised once.
 
 What the record cannot hold is what the cell did while no daemon was running: the emulated
 Keithley keeps sourcing until the restarted daemon opens it again (as a real one does), and
-nobody reads it meanwhile. With ten restarts of about a second each in a run of well under a
-minute, that is a large share of the bench time, so the cycle table is compared with an
-uninterrupted run of the same protocol on the same cell model through bounds: no cycle counts
-more charge than the uninterrupted run (nothing is counted twice), and the charge counted plus
-the most the outages can have passed (their length × the bench speed × the step current) is
-at least what the uninterrupted run counted. ``test_job_recovery.py`` checks the exact
-equality where the instrument does not move on without the daemon.
+nobody reads it meanwhile, not even to stop at a cut-off (so a later step may have more to
+do). With ten restarts of one to three seconds in a run of well under a minute, that is a
+large share of the bench time, so the cycle table is compared with an uninterrupted run of the
+same protocol on the same cell model only through bounds: every cycle's capacities within the
+most the outages can have passed (their length × the bench speed × the step current) and 5 %,
+and the charge counted plus that at least 95 % of what the uninterrupted run counted. These
+bounds are loose; ``test_job_recovery.py`` checks the exact equality where the instrument
+does not move on without the daemon.
 """
 
 from __future__ import annotations
@@ -159,8 +160,8 @@ def test_a_job_survives_ten_kills_of_its_daemon() -> None:
     assert len(reference) == len(cycles)
     outage_ah = sum(gaps_s) * SPEED * CURRENT_A / 3600.0
     for got, (charge_ah, discharge_ah) in zip(cycles, reference, strict=True):
-        assert got.charge_capacity_ah <= charge_ah * 1.05
-        assert got.discharge_capacity_ah <= discharge_ah * 1.05
+        assert abs(got.charge_capacity_ah - charge_ah) <= outage_ah + 0.05 * charge_ah
+        assert abs(got.discharge_capacity_ah - discharge_ah) <= outage_ah + 0.05 * discharge_ah
     counted_ah = sum(c.charge_capacity_ah + c.discharge_capacity_ah for c in cycles)
     expected_ah = sum(charge + discharge for charge, discharge in reference)
     print(f"counted {counted_ah:.4f} Ah, uninterrupted {expected_ah:.4f} Ah, outages at most "
