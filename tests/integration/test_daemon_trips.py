@@ -130,8 +130,8 @@ def potentiostat_latency(station: FaultStation, view: JobView, trip: SafetyEvent
     }
 
 
-def poll_latency(station: FaultStation, polls: list[Stamped], trip: SafetyEvent,
-                 crossing_s: float) -> dict[str, float]:
+def poll_latency(station: FaultStation, view: JobView, column: str, polls: list[Stamped],
+                 trip: SafetyEvent, crossing_s: float) -> dict[str, float]:
     """Checks an environment trip against the station's polls; returns the figures in
     sampling periods (the spacing of the polls)."""
     stamps = [poll.at_s for poll in polls]
@@ -146,11 +146,23 @@ def poll_latency(station: FaultStation, polls: list[Stamped], trip: SafetyEvent,
     # instrument is over, so the previous one measured up to that exchange earlier (a few ms,
     # more on a busy machine)
     assert 0.0 < latency_s <= period_s + 0.25, (latency_s, period_s)
-    return {
+    figures = {
         "period_s": period_s,
         "breach_to_trip_periods": latency_s / period_s,
         "trip_to_safe_periods": (station.delivered(trip) - trip.time_s) / period_s,
     }
+    # a block read while the trip was under way carries the polled value: the engine stores
+    # it and aborts on its own limit; then it is the job's last sample
+    stored = station.samples(view.id, UNIX_TIME, column)
+    beyond = np.flatnonzero((stored[column] > trip.limit) if trip.value > trip.limit
+                            else (stored[column] < trip.limit))
+    if beyond.size:
+        assert beyond.tolist() == [len(stored[column]) - 1]
+        assert stored[column][-1] == pytest.approx(trip.value)
+        figures["stored_sample_to_event_periods"] = (
+            trip.time_s - stored[UNIX_TIME][-1]) / period_s
+        assert abs(figures["stored_sample_to_event_periods"]) < 1.0
+    return figures
 
 
 async def test_a_hard_short_trips_its_channel_at_the_next_reading(tmp_path: Path) -> None:
@@ -207,7 +219,8 @@ async def test_a_chamber_sent_to_another_setpoint_trips_the_channel_whose_limit_
     trip = the_trip(station, "A3", "temperature")
     assert trip.kind is SafetyEventKind.LIMIT and trip.value > trip.limit == 30.0
     check_tripped_channel(station, views["A3"], trip, "temperature")
-    figures = poll_latency(station, polls, trip, crossing_mono_s)
+    figures = poll_latency(station, views["A3"], "Ambient Temperature / degC", polls, trip,
+                           crossing_mono_s)
     print("over-temperature", figures)
     # the trip's safe state held the chamber at the setpoint the jobs had set
     assert station.chamber2.setpoint_c == 25.0
@@ -238,7 +251,8 @@ async def test_a_leaking_jig_trips_its_channel_on_the_stack_pressure(tmp_path: P
     trip = the_trip(station, "A4", "pressure")
     assert trip.kind is SafetyEventKind.LIMIT and trip.value < trip.limit == 1.5e6
     check_tripped_channel(station, views["A4"], trip, "pressure")
-    figures = poll_latency(station, polls, trip, crossing_mono_s)
+    figures = poll_latency(station, views["A4"], "Applied Pressure / Pa", polls, trip,
+                           crossing_mono_s)
     print("pressure loss", figures)
     check_the_others_ran_on(station, views, "A4", trip)
     assert math.isclose(station.station.jigs["A4"].setpoint_pa or 0.0, 2e6)
