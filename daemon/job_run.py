@@ -71,6 +71,9 @@ async def run_job(job: ActiveJob, channel: JobChannel, store: Store, clock: Cloc
     try:
         final, reason = await _run(job, channel, store, clock, live, waits, settings,
                                    set_state)
+        trip = channel.supervisor.trip
+        if final is JobState.FAILED and trip is not None:
+            final, reason = JobState.ABORTED, f"safety supervisor: {trip.message}"
     except asyncio.CancelledError:
         _release(channel, waits)
         raise
@@ -167,9 +170,9 @@ async def _run(job: ActiveJob, channel: JobChannel, store: Store, clock: Clock,
             await rig.set_environment(setpoint_c, None)
         except CellrigError as exc:
             return JobState.FAILED, f"cannot hold the chamber at {setpoint_c:g} °C again: {exc}"
+        except Exception:
+            if (reason := job.stop_requested()) is not None:  # stopped while it waited
+                return JobState.STOPPED, reason
+            raise
     outcome = await engine.run()
-    state, reason = _FINAL[outcome.state], outcome.reason
-    trip = channel.supervisor.trip
-    if state is JobState.FAILED and trip is not None:
-        state, reason = JobState.ABORTED, f"safety supervisor: {trip.message}"
-    return state, reason
+    return _FINAL[outcome.state], outcome.reason

@@ -213,3 +213,23 @@ async def test_a_latched_channel_holds_its_recovered_job_until_reset(tmp_path: P
         supervisor.reset()
         view = await wait_for(manager, job_id)
     assert view.state == "completed", view
+
+
+async def test_a_resumed_job_waits_for_the_chamber_it_held_and_can_be_stopped(
+        tmp_path: Path) -> None:
+    station = build_station(["A1", "A2"], pace_s=0.003, max_block_s=BLOCK_S)
+    path = tmp_path / "station.db"
+    job_id = await interrupt(station, path, FAST, 5_000.0)
+    station.chamber.release("A1")  # a restart forgets who holds the chamber
+    await station.chamber.claim("A2", 40.0)  # and another channel took it meanwhile
+    reads = station.channels["A1"].potentiostat.reads
+    async with running(station, path) as manager:
+        async with asyncio.timeout(5):
+            while not any(event.data.get("wait") == "chamber"
+                          for event in await manager.events(job_id)):
+                await asyncio.sleep(0.01)
+        assert (await manager.job(job_id)).state == "running"
+        assert station.channels["A1"].potentiostat.reads == reads  # nothing sourced
+        stopped = await manager.stop(job_id, "chamber taken")
+    assert (stopped.state, stopped.reason) == ("stopped", "chamber taken")
+    assert station.chamber.holders == {"A2": 40.0}
