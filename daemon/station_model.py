@@ -122,6 +122,8 @@ class ModelBench:
     eis_units: dict[str, BenchEis] = field(default_factory=dict)
     chambers: dict[str, BenchChamberPort] = field(default_factory=dict)
     jigs: dict[str, BenchJigPort] = field(default_factory=dict)
+    _cells: dict[str | None, CellParameters] = field(default_factory=dict, repr=False)
+    """cell definitions read so far, by the ``cell`` option (one read for many channels)"""
 
     @property
     def speed(self) -> float:
@@ -156,11 +158,15 @@ class ModelBench:
                      folder: Path | None) -> None:
         potentiostat = channel.potentiostat.instrument
         owner = self.instruments[potentiostat if potentiostat in named else named[0]]
-        try:
-            params = _load_cell(owner.options.get("cell"), folder)
-        except (CellrigError, OSError, KeyError) as error:
-            raise ModelError(f"model {owner.name!r}: cannot load the cell of channel "
-                             f"{channel.name}: {error}") from error
+        option = owner.options.get("cell")
+        params = self._cells.get(option)
+        if params is None:
+            try:
+                params = _load_cell(option, folder)
+            except (CellrigError, OSError, KeyError) as error:
+                raise ModelError(f"model {owner.name!r}: cannot load the cell of channel "
+                                 f"{channel.name}: {error}") from error
+            self._cells[option] = params
         chamber_name = channel.chamber if channel.chamber in self.instruments else ROOM
         if chamber_name not in self.bench.chambers:
             self.bench.add_chamber(chamber_name)
