@@ -13,6 +13,8 @@ while one instrument misbehaves on its wire.
 - A chamber that stops answering: the channels in it trip on their chamber watchdog (their
   jobs aborted, the missing temperatures stored as NaN, never as a stale number); the channels
   in the other chamber charge on; the chamber is held again once it answers.
+- A force gauge that stops answering: only its channel trips (on its jig's watchdog), not the
+  channel beside it in the same chamber.
 """
 
 from __future__ import annotations
@@ -265,3 +267,29 @@ async def test_a_chamber_that_stops_answering_trips_the_channels_in_it_only(
         assert np.isfinite(temperature).all()
         assert not station.station.channels[name].supervisor.latched
     assert station.chamber2.setpoint_c == 25.0
+
+
+async def test_a_force_gauge_that_stops_answering_trips_its_own_channel_only(
+        tmp_path: Path) -> None:
+    async with fault_station(tmp_path) as station:
+        jobs = await submit_all(station, {name: charge(name, minutes=40) for name in CHANNELS})
+        await asyncio.sleep(0.3)
+        gauge = station.sim.mark10s["A2"].server
+        assert gauge is not None
+        gauge.faults.silent = True
+        aborted = await wait_for(station.manager, jobs["A2"].id, timeout_s=30.0)
+        running = {name: (await station.manager.job(job.id)).state
+                   for name, job in jobs.items() if name != "A2"}
+        assert set(running.values()) == {"running"}, running  # A1 shares A2's chamber
+        gauge.faults.silent = False
+        views = {name: await wait_for(station.manager, job.id, timeout_s=40.0)
+                 for name, job in jobs.items()}
+    assert aborted.state == "aborted"
+    assert aborted.reason.startswith("safety supervisor: no fresh reading from A2-jig for ")
+    trips = [(event.channel, event.kind, event.quantity) for event in station.events
+             if event.kind is not SafetyEventKind.ALARM]
+    assert trips == [("A2", SafetyEventKind.WATCHDOG, "A2-jig")]  # its hold went out
+    assert station.output_safe("A2")
+    pressure = station.samples(aborted.id, "Applied Pressure / Pa")["Applied Pressure / Pa"]
+    assert np.isfinite(pressure[0]) and np.isnan(pressure[-1])
+    assert [view.state for name, view in views.items() if name != "A2"] == ["completed"] * 3
