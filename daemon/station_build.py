@@ -83,6 +83,11 @@ def supervisor_settings(speed: float) -> SupervisorSettings:
         tick_s=scaled_period_s(base.tick_s, speed, MIN_REAL_TICK_S), retry=base.retry)
 
 
+#: What opening an instrument or building a channel is expected to raise; anything else is
+#: a defect, logged with its traceback (the channel is still only left out).
+_EXPECTED = (CellrigError, OSError, TimeoutError, ValueError)
+
+
 def _reason(error: BaseException) -> str:
     if isinstance(error, InstrumentError):
         return error.detail
@@ -102,11 +107,14 @@ async def _open_all(config: StationConfig, context: OpenContext,
         try:
             async with asyncio.timeout(open_timeout_s):
                 opened[name] = await OPENERS[instrument.driver](instrument, context, stack)
-        except (CellrigError, OSError, TimeoutError, ValueError) as error:
+        except Exception as error:  # one instrument must not stop the others
             failure = InstrumentFailure(name, instrument.driver.value, instrument.address,
                                         _reason(error))
             failures[name] = failure
-            log.error("%s", failure)
+            if isinstance(error, _EXPECTED):
+                log.error("%s", failure)
+            else:
+                log.exception("%s", failure)
 
     used = {name for name in config.instruments if config.users(name)}
     await asyncio.gather(*(open_one(name) for name in sorted(used)))
@@ -140,10 +148,13 @@ async def build_station(config: StationConfig, stack: contextlib.AsyncExitStack,
         try:
             async with asyncio.timeout(open_timeout_s):
                 channels[channel.name] = await _channel(build, channel)
-        except (CellrigError, OSError, TimeoutError, ValueError) as error:
+        except Exception as error:  # one channel must not stop the others
             reason = _reason(error)
             unavailable[channel.name] = reason
-            log.error("channel %s is unavailable: %s", channel.name, reason)
+            if isinstance(error, _EXPECTED):
+                log.error("channel %s is unavailable: %s", channel.name, reason)
+            else:
+                log.exception("channel %s is unavailable: %s", channel.name, reason)
 
     await asyncio.gather(*(build_one(channel) for channel in config.channels.values()))
     ordered = {name: channels[name] for name in config.channels if name in channels}
