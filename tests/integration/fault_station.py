@@ -38,8 +38,8 @@ from cellrig.simulators.keithley2450_emulator import Keithley2450Emulator
 from cellrig.simulators.line_server import LineServer
 from cellrig.simulators.sim_station import CHAMBER, CHAMBER_RANGE_C, SimStation, serve_sim_station
 
-#: The bench runs this many times faster than real time: one second of a cell's time (the
-#: potentiostat's sampling interval) is 3.3 ms.
+#: The bench runs this many times faster than real time: one second of a cell's time is 3.3 ms,
+#: and the potentiostats read every 10 s of it (the protocols' recording interval), 33 ms.
 SPEED = 300.0
 SECOND_CHAMBER = "chamber-2"
 CHANNELS = ("A1", "A2", "A3", "A4")
