@@ -8,7 +8,7 @@ job's state in the store:
 |---|---|
 | completed, stopped | the same |
 | aborted (a limit of the job) | aborted, the limit's message |
-| failed while the supervisor latched the channel | aborted, the supervisor's trip message |
+| failed because the supervisor had latched the channel | aborted, the supervisor's trip message |
 | failed (an instrument fault, a chamber that never settled) | failed, the fault |
 
 Whatever happens the channel's chamber hold is given up and the output is off at the end. A
@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from cellrig.daemon.channel_rig import ChannelTripped
 from cellrig.daemon.job_live import LiveChannel, LiveSink
 from cellrig.daemon.job_rig import ChamberWaits, JobRig
 from cellrig.daemon.job_station import JobChannel, JobSettings
@@ -72,7 +73,7 @@ async def run_job(job: ActiveJob, channel: JobChannel, store: Store, clock: Cloc
         final, reason = await _run(job, channel, store, clock, live, waits, settings,
                                    set_state)
         trip = channel.supervisor.trip
-        if final is JobState.FAILED and trip is not None:
+        if final is JobState.FAILED and trip is not None and _stopped_by_latch(reason, channel):
             final, reason = JobState.ABORTED, f"safety supervisor: {trip.message}"
     except asyncio.CancelledError:
         _release(channel, waits)
@@ -94,6 +95,12 @@ async def run_job(job: ActiveJob, channel: JobChannel, store: Store, clock: Cloc
                   job.job_id, final.value, reason, exc)
     job.final_state = final
     return final
+
+
+def _stopped_by_latch(reason: str, channel: JobChannel) -> bool:
+    """Whether the engine failed because the supervisor had latched the channel (its rig
+    refused the next command), not on a fault of its own that the latch followed."""
+    return str(ChannelTripped(channel.name, "")).rstrip(": ") in reason
 
 
 class ChamberLimits:
