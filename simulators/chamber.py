@@ -20,6 +20,18 @@ import numpy.typing as npt
 FloatArray = npt.NDArray[np.float64]
 
 
+def settling_s(gap: float, target: float, tau_s: float) -> float:
+    """How long ``target − gap·exp(−t/τ)`` takes to round to ``target`` itself: until the
+    decaying part is below an eighth of a unit in the last place of ``target`` (so that it is
+    lost in the subtraction whatever the rounding), ``τ·ln(8·|gap|/ulp(target))``. A settled
+    chamber or regulator then costs one array fill instead of an exponential per time."""
+    if gap == 0.0:
+        return 0.0
+    if not (math.isfinite(gap) and math.isfinite(target) and math.isfinite(tau_s)):
+        return math.inf
+    return max(tau_s * math.log(8.0 * abs(gap) / math.ulp(target)), 0.0)
+
+
 class ChamberFault(StrEnum):
     """Faults a chamber can be given."""
 
@@ -73,16 +85,20 @@ class Chamber:
     def true_temperature(self, times_s: FloatArray) -> FloatArray:
         """The air temperature at each time (times at or after the last change)."""
         target, tau, ramp = self._target()
-        elapsed = np.maximum(np.asarray(times_s, dtype=float) - self._start_s, 0.0)
+        times = np.asarray(times_s, dtype=float)
         gap = target - self._start_c
         direction = 1.0 if gap >= 0 else -1.0
         linear_span = max(abs(gap) - ramp * tau, 0.0)
         ramp_time = linear_span / ramp if math.isfinite(ramp) and ramp > 0 else 0.0
+        remaining = target - (self._start_c + direction * linear_span)
+        settled_s = self._start_s + ramp_time + settling_s(remaining, target, tau)
+        if times.size and float(times.min()) > settled_s:
+            return np.full(times.shape, target)  # what the expression below gives there
+        elapsed = np.maximum(times - self._start_s, 0.0)
         # an unlimited ramp (door open) has no linear piece; inf·0 would give NaN
         rate = ramp if math.isfinite(ramp) else 0.0
         linear = self._start_c + direction * rate * np.minimum(elapsed, ramp_time)
         after = np.maximum(elapsed - ramp_time, 0.0)
-        remaining = target - (self._start_c + direction * linear_span)
         exponential = target - remaining * np.exp(-after / tau)
         return np.where(elapsed <= ramp_time, linear, exponential)
 

@@ -17,6 +17,8 @@ from enum import StrEnum
 import numpy as np
 import numpy.typing as npt
 
+from cellrig.simulators.chamber import settling_s
+
 FloatArray = npt.NDArray[np.float64]
 
 
@@ -80,10 +82,15 @@ class Jig:
 
     def regulator_pressure(self, times_s: FloatArray) -> FloatArray:
         """The regulator's output pressure at each time."""
-        elapsed = np.maximum(np.asarray(times_s, dtype=float) - self._start_s, 0.0)
+        times = np.asarray(times_s, dtype=float)
+        target = self.regulator_setpoint_pa
+        if self.fault is not JigFault.LEAK and times.size and float(times.min()) > (
+                self._start_s + settling_s(self._regulator_start_pa - target, target,
+                                           self.regulator_tau_s)):
+            return np.full(times.shape, target)  # what the expression below gives there
+        elapsed = np.maximum(times - self._start_s, 0.0)
         if self.fault is JigFault.LEAK:
             return self._regulator_start_pa * np.exp(-elapsed / self.leak_tau_s)
-        target = self.regulator_setpoint_pa
         return target + (self._regulator_start_pa - target) * np.exp(
             -elapsed / self.regulator_tau_s)
 

@@ -148,7 +148,7 @@ class ModelRig:
             end = min(end, 1.02 * self._habits[habit] + 3.0 * interval)
         offsets = grid_offsets(step_time, interval, end, self._fresh)
         source, start = self._source, self.cell.state
-        leg, ended = self._run_leg(offsets)
+        leg, ended = self._run_leg(offsets, None if habit is None else self._habits.get(habit))
         if habit is not None and leg.ended_by is not None:
             self._habits[habit] = float(leg.offsets_s[-1])
         if ended is None and leg.ended_by is None and event is not None and math.isclose(
@@ -330,7 +330,8 @@ class ModelRig:
                                          math.copysign(1.0, source.value), None))
         return targets
 
-    def _run_leg(self, offsets: FloatArray) -> tuple[Leg, Condition | None]:
+    def _run_leg(self, offsets: FloatArray, expected_s: float | None
+                 ) -> tuple[Leg, Condition | None]:
         source, model = self._source, self.cell
         if source.phase is Phase.VOLTAGE:
             floors = [(c.value, c) for c in self.command.until
@@ -341,7 +342,7 @@ class ModelRig:
             return regulated_leg(model, source, offsets, self._fresh,
                                  self._last_voltage_v, self.cell.state.current_a), None
         current = source.value if source.phase is Phase.CURRENT else 0.0
-        return current_leg(model, current, offsets, self._targets()), None
+        return current_leg(model, current, offsets, self._targets(), expected_s), None
 
     def _block(self, start_bench_s: float, leg: Leg, done: bool) -> Block:
         times = start_bench_s + leg.offsets_s

@@ -41,6 +41,7 @@ FloatArray = npt.NDArray[np.float64]
 
 #: Points of the evaluation that refines the interval where a voltage target is crossed.
 REFINE_POINTS = 128
+_REFINE_SHARES = np.arange(1, REFINE_POINTS + 1) / REFINE_POINTS
 #: Longest a host-regulated source (constant power, load) keeps one current.
 REGULATION_S = 5.0
 
@@ -124,9 +125,23 @@ def _first_met(voltage: FloatArray, targets: list[VoltageTarget]
     return (best, found) if found is not None else (-1, None)
 
 
+def _refine_times(low: float, high: float) -> FloatArray:
+    """``np.linspace(low, high, REFINE_POINTS + 1)[1:]`` (the same numbers), without its
+    overhead."""
+    times = low + (high - low) * _REFINE_SHARES
+    times[-1] = high
+    return times
+
+
 def _direct_current(model: CellModel, current_a: float, offsets: FloatArray,
-                    targets: list[VoltageTarget]) -> Leg:
-    """Constant current (or rest) on a cell without faults, straight on the closed form."""
+                    targets: list[VoltageTarget], expected_s: float | None = None) -> Leg:
+    """Constant current (or rest) on a cell without faults, straight on the closed form.
+
+    ``expected_s`` is where a target is expected to be met (the same current to the same
+    target took that long before): the refining points of the grid interval holding it are
+    evaluated with the grid, in one evaluation, and a second one is needed only if the target
+    is met in another interval.
+    """
     begin_current(model, current_a)
     params, start = model.params, model.state
     circuit = model.circuit()
@@ -135,16 +150,31 @@ def _direct_current(model: CellModel, current_a: float, offsets: FloatArray,
     def at(times: FloatArray) -> Voltages:
         return voltages(params, model.ocv, start, current_a, times, circuit, fade)
 
-    coarse = at(offsets)
-    swell = swell_m(model, coarse.anode, coarse.cathode, coarse.dead)
-    voltage = coarse.voltage
+    guess = (int(np.searchsorted(offsets, expected_s))
+             if expected_s is not None and targets else 0)
+    if 0 < guess < offsets.shape[0]:
+        guess_times = _refine_times(float(offsets[guess - 1]), float(offsets[guess]))
+        merged = at(np.concatenate((offsets[:guess], guess_times, offsets[guess + 1:])))
+        grid = np.arange(offsets.shape[0])
+        grid[guess:] += REFINE_POINTS - 1  # the grid's readings among the merged ones
+        guess_v = merged.voltage[guess:guess + REFINE_POINTS]
+        voltage = merged.voltage[grid]
+        swell = swell_m(model, merged.anode, merged.cathode, merged.dead)[grid]
+    else:
+        guess = 0
+        coarse = at(offsets)
+        voltage = coarse.voltage
+        swell = swell_m(model, coarse.anode, coarse.cathode, coarse.dead)
     index, target = _first_met(voltage, targets)
     if target is not None and index == 0:
         offsets, voltage, swell = offsets[:1], voltage[:1], swell[:1]
     elif target is not None:
         low, high = float(offsets[index - 1]), float(offsets[index])
-        fine_times = np.linspace(low, high, REFINE_POINTS + 1)[1:]
-        fine = at(fine_times).voltage
+        if index == guess:
+            fine_times, fine = guess_times, guess_v
+        else:
+            fine_times = _refine_times(low, high)
+            fine = at(fine_times).voltage
         j = int(np.argmax(target.direction * (fine - target.voltage_v) >= 0))
         before_t = low if j == 0 else float(fine_times[j - 1])
         before_v = float(voltage[index - 1] if j == 0 else fine[j - 1])
@@ -160,9 +190,9 @@ def _direct_current(model: CellModel, current_a: float, offsets: FloatArray,
         # the swell moves by nanometres within a grid interval: linear in time
         cut_swell = float(swell[index - 1] + (swell[index] - swell[index - 1])
                           * (end - low) / (high - low))
-        offsets = np.append(offsets[:index], end)
-        voltage = np.append(voltage[:index], cut_v)
-        swell = np.append(swell[:index], cut_swell)
+        offsets = np.concatenate((offsets[:index], (end,)))
+        voltage = np.concatenate((voltage[:index], (cut_v,)))
+        swell = np.concatenate((swell[:index], (cut_swell,)))
     model.restore(state_after(params, start, current_a, float(offsets[-1]), circuit, fade))
     return Leg(offsets, voltage, np.full(offsets.shape, current_a), swell, target)
 
@@ -197,10 +227,11 @@ def _model_current(model: CellModel, current_a: float, offsets: FloatArray,
 
 
 def current_leg(model: CellModel, current_a: float, offsets: FloatArray,
-                targets: list[VoltageTarget]) -> Leg:
-    """Constant current (0: open circuit) over ``offsets``, ending at the first target met."""
+                targets: list[VoltageTarget], expected_s: float | None = None) -> Leg:
+    """Constant current (0: open circuit) over ``offsets``, ending at the first target met
+    (``expected_s``: where one is expected to be, a hint that saves an evaluation)."""
     if not model.schedule.faults:
-        return _direct_current(model, current_a, offsets, targets)
+        return _direct_current(model, current_a, offsets, targets, expected_s)
     return _model_current(model, current_a, offsets, targets)
 
 
