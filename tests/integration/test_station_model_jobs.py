@@ -124,9 +124,11 @@ async def test_a_leaking_jig_trips_its_channel_and_leaves_the_other_running() ->
         assert leaking[0].state in (JobState.ABORTED, JobState.FAILED), leaking[0].reason
         assert "pressure" in leaking[0].reason or "latched safe" in leaking[0].reason
         assert healthy[0].state is JobState.COMPLETED, healthy[0].reason
+        # the supervisor trips on the job's 1 MPa, or (when the engine ended the job first)
+        # on the channel's 0.5 MPa as the jig goes on leaking with no job
         trips = [event for event in events if event.kind is SafetyEventKind.LIMIT]
         assert [(event.channel, event.quantity) for event in trips] == [("A1", "pressure")]
-        assert trips[0].value < 1e6 == trips[0].limit
+        assert trips[0].value < trips[0].limit in (1e6, 0.5e6)
         assert station.channels["A1"].supervisor.latched
         assert not station.channels["A2"].supervisor.latched
         assert station.model.potentiostats["A1"].command.mode.value == "off"
