@@ -11,7 +11,6 @@ formed cell.
 from __future__ import annotations
 
 import asyncio
-import math
 import sys
 import time
 from collections.abc import Callable
@@ -235,7 +234,7 @@ async def _form(rig: ModelRig, cell: SimulatedCell) -> None:
     program, diagnostics = resolve(protocol, cell, {})
     if program is None:
         raise ConfigError(list(diagnostics))
-    await Engine(program, rig, ListSink(keep_checkpoints=False)).run()
+    await Engine(program, rig, ListSink(keep_checkpoints=False), checkpoints=False).run()
 
 
 def simulate(program: Program, cell: SimulatedCell, *, temperature_c: float = 25.0,
@@ -256,9 +255,9 @@ def simulate(program: Program, cell: SimulatedCell, *, temperature_c: float = 25
         if formed:
             await _form(rig, cell)
         clock = BenchWallClock(rig, start_unix)
-        # nothing resumes a simulation: one checkpoint at the end instead of one per step
+        # nothing resumes a simulation: no checkpoints
         return await Engine(program, rig, sink, clock, reference_cycle=reference_cycle,
-                            checkpoint_every_s=math.inf).run()
+                            checkpoints=False).run()
 
     started = time.perf_counter()
     outcome = asyncio.run(job())

@@ -57,13 +57,15 @@ class Engine:
     """Runs ``program`` on ``rig``, sending output to ``sink``.
 
     ``checkpoint`` (from a sink's ``checkpoint`` calls) continues a job where it stopped: the
-    same step, with its elapsed time and charge. ``reference_cycle`` is the cycle that
-    ``reference_retention`` in cycle summaries is measured against.
+    same step, with its elapsed time and charge. ``checkpoints=False`` sends none at all, for a
+    run that nothing resumes (a simulation), which then saves building the state at every
+    step. ``reference_cycle`` is the cycle that ``reference_retention`` in cycle summaries is
+    measured against.
     """
 
     def __init__(self, program: Program, rig: Rig, sink: Sink, clock: Clock | None = None, *,
                  checkpoint: dict[str, Any] | None = None, checkpoint_every_s: float = 60.0,
-                 reference_cycle: int | None = None) -> None:
+                 reference_cycle: int | None = None, checkpoints: bool = True) -> None:
         self.program = program
         self.rig = rig
         self.sink = sink
@@ -80,6 +82,7 @@ class Engine:
         self.processor = BlockProcessor(self.state, program.limits, sink, self.clock,
                                         self.timebase)
         self.checkpoint_every_s = checkpoint_every_s
+        self.checkpoints = checkpoints
         self.reference_cycle = reference_cycle
         self._running = asyncio.Event()
         self._running.set()
@@ -130,9 +133,10 @@ class Engine:
                               state.cycle.number, state.step_count, step_id, message, data))
 
     def checkpoint(self) -> None:
-        """Send the complete state now."""
+        """Send the complete state now (unless the engine sends no checkpoints)."""
         self._last_checkpoint_s = self.state.test_time_s
-        self.sink.checkpoint(self.state.to_checkpoint())
+        if self.checkpoints:
+            self.sink.checkpoint(self.state.to_checkpoint())
 
     def maybe_checkpoint(self) -> None:
         """Send the state if ``checkpoint_every_s`` of test time passed since the last one."""
