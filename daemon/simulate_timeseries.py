@@ -75,7 +75,8 @@ class TimeSeriesWriter:
         self._group: dict[str, np.ndarray] | None = None
         self._filled = 0
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="timeseries")
-        self._writes: list[Future[None]] = []
+        self._writes: list[tuple[Future[None], dict[str, np.ndarray]]] = []
+        self._spare: list[dict[str, np.ndarray]] = []
         self._writer: Any = None
 
     def add(self, block: SampleBlock) -> None:
@@ -96,10 +97,24 @@ class TimeSeriesWriter:
                 self._flush()
 
     def _new_group(self, block: SampleBlock) -> dict[str, np.ndarray]:
-        self._group = {name: np.empty(ROWS_PER_GROUP, dtype=np.int8 if name == "Step Type"
-                                      else block.columns[name].dtype) for name in COLUMNS}
+        """Buffers for the next group: those of a group already written if there is one
+        (fresh memory costs a page fault every 4 kB on first use), else new ones."""
+        self._collect()
+        if self._spare:
+            self._group = self._spare.pop()
+        else:
+            self._group = {name: np.empty(ROWS_PER_GROUP, dtype=np.int8 if name == "Step Type"
+                                          else block.columns[name].dtype) for name in COLUMNS}
         self._filled = 0
         return self._group
+
+    def _collect(self) -> None:
+        """Take the buffers of finished writes back (a failed write fails the job now)."""
+        for done in [entry for entry in self._writes if entry[0].done()]:
+            done[0].result()
+            self._writes.remove(done)
+            if len(next(iter(done[1].values()))) == ROWS_PER_GROUP:
+                self._spare.append(done[1])
 
     def _flush(self) -> None:
         """Hand the group's filled rows to the worker (an empty table if none ever came)."""
@@ -110,10 +125,9 @@ class TimeSeriesWriter:
                      for name in COLUMNS}
         self.rows += filled
         table = self._table({name: values[:filled] for name, values in group.items()})
-        self._writes.append(self._pool.submit(self._write, table))  # encoding: the worker
-        for done in [future for future in self._writes if future.done()]:
-            done.result()  # a failed write fails the job now, not at the end
-            self._writes.remove(done)
+        # encoding: the worker; the buffers are reused once it has written them
+        self._writes.append((self._pool.submit(self._write, table), group))
+        self._collect()
 
     def _table(self, data: dict[str, np.ndarray]) -> Any:
         import pyarrow as pa
@@ -142,7 +156,7 @@ class TimeSeriesWriter:
         try:
             if self._filled or (self._writer is None and not self._writes):
                 self._flush()
-            for future in self._writes:
+            for future, _ in self._writes:
                 future.result()
         finally:
             self._pool.shutdown(wait=True)
