@@ -38,6 +38,7 @@ from cellrig.daemon.environment import (
     Timer,
 )
 from cellrig.daemon.station_config_model import ChannelConfig, StationConfig
+from cellrig.daemon.station_instruments import ChannelUnavailable
 from cellrig.daemon.station_model import ModelBench
 from cellrig.daemon.station_refusals import channel_refusals
 from cellrig.daemon.supervisor import (
@@ -111,6 +112,22 @@ class Station:
     """instruments that could not be opened, by name"""
     model: ModelBench | None = None
     """the bench behind the model instruments, if any (for fault injection and tests)"""
+
+    def channel(self, name: str) -> StationChannel:
+        """The built channel ``name``.
+
+        Raises:
+            ChannelUnavailable: the channel is configured but could not be built (the message
+                says why), or the station has no such channel.
+        """
+        found = self.channels.get(name)
+        if found is not None:
+            return found
+        if name in self.unavailable:
+            raise ChannelUnavailable(f"channel {name} is unavailable: {self.unavailable[name]}")
+        known = ", ".join(self.config.channels) or "none"
+        raise ChannelUnavailable(f"station {self.config.name} has no channel {name!r} "
+                                 f"(its channels: {known})")
 
     @property
     def supervisors(self) -> list[ChannelSupervisor]:

@@ -19,6 +19,7 @@ import pytest
 
 from cellrig.daemon.station import Station, open_station
 from cellrig.daemon.station_config import load_station, load_station_text
+from cellrig.daemon.station_instruments import ChannelUnavailable
 from cellrig.protocols.document import load_protocol_text
 from cellrig.protocols.engine import Engine, JobOutcome, JobState, ListSink
 from cellrig.protocols.resolve import resolve
@@ -110,6 +111,13 @@ async def test_an_instrument_that_cannot_be_opened_leaves_only_its_channels_out(
             assert reason.startswith(f"instrument smu-A2 (keithley2450) at {missing} could "
                                      "not be opened: ")
             assert "Traceback" not in caplog.text and str(failure) in caplog.text
+            with pytest.raises(ChannelUnavailable, match=r"channel A2 is unavailable: "
+                                                         r"instrument smu-A2"):
+                station.channel("A2")
+            with pytest.raises(ChannelUnavailable, match=r"no channel 'B1' \(its channels: "
+                                                         r"A1, A2\)"):
+                station.channel("B1")
+            assert station.channel("A1") is station.channels["A1"]
             # the other channel runs
             async with asyncio.TaskGroup() as group:
                 running = group.create_task(station.run())
