@@ -35,7 +35,7 @@ from .cli_format import job_line, status_table
 from .control_api import JobView, StationControl, SubmitRequest
 from .control_client import ControlClient
 from .control_server import MAX_SOCKET_PATH_BYTES
-from .service import DaemonHooks, run_daemon, store_path
+from .service import STOP_GRACE_S, DaemonHooks, StopTimedOut, run_daemon, store_path
 from .service_log import LogfmtFormatter
 
 #: Bench speed of the demo: the formation (about 17 h of bench time with the chamber's warm-up
@@ -106,8 +106,8 @@ async def running_daemon(config_path: Path, socket: Path) -> AsyncIterator[None]
     stop = asyncio.Event()
     started: asyncio.Future[StationControl] = asyncio.get_running_loop().create_future()
     hooks = DaemonHooks(started=lambda control, _path: started.set_result(control))
-    task = asyncio.create_task(run_daemon(config, socket=socket, stop=stop, hooks=hooks),
-                               name="daemon")
+    task = asyncio.create_task(run_daemon(config, socket=socket, stop=stop, hooks=hooks,
+                                          stop_grace_s=STOP_GRACE_S), name="daemon")
     try:
         either: list[asyncio.Future[Any]] = [started, task]
         done, _ = await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
@@ -116,7 +116,15 @@ async def running_daemon(config_path: Path, socket: Path) -> AsyncIterator[None]
         yield
     finally:
         stop.set()
-        await task
+        try:
+            await task
+        except StopTimedOut as exc:
+            # what ignored its cancellation would keep the process alive: the cells are
+            # safe and the store is closed, so end here
+            print(f"cellrig demo: {exc}; see {config_path.parent / 'daemon.log'}",
+                  file=sys.stderr)
+            logging.shutdown()
+            os._exit(1)
 
 
 async def watch(client: ControlClient, jobs: list[JobView], speed: float) -> list[JobView]:

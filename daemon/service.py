@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import importlib
 import logging
+import os
 import signal
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cellrig import __version__
+from cellrig.errors import CellrigError
 
 from .control_api import StationControl
 from .control_server import ControlServer
@@ -46,8 +48,14 @@ STORE_NAME = "station.db"
 SOCKET_NAME = "cellrig.sock"
 #: How often the STATUS line is refreshed.
 STATUS_PERIOD_S = 10.0
+#: How long the tasks may take to end once the daemon stops (``cellrig daemon``).
+STOP_GRACE_S = 20.0
 #: Longest wait between restarts of a sink that keeps failing.
 SINK_BACKOFF_MAX_S = 60.0
+
+
+class StopTimedOut(CellrigError):
+    """Tasks of the daemon did not end when it stopped; the process must exit."""
 
 
 def socket_path(config: StationConfig, override: str | Path | None = None) -> Path:
@@ -154,10 +162,15 @@ async def status_line(control: StationControl) -> str:
 
 
 async def run_daemon(config: StationConfig, *, socket: Path, stop: asyncio.Event,
-                     notifier: Notifier | None = None,
-                     hooks: DaemonHooks | None = None) -> None:
+                     notifier: Notifier | None = None, hooks: DaemonHooks | None = None,
+                     stop_grace_s: float | None = None) -> None:
     """Run the station until ``stop`` is set; raises what stopped it otherwise (the store's
-    lock held by another daemon, a control socket in use, a store that cannot be opened)."""
+    lock held by another daemon, a control socket in use, a store that cannot be opened).
+
+    Once ``stop`` is set, the tasks have ``stop_grace_s`` (None: as long as they take) to end
+    after their cancellation; a task that ignores it (a call stuck in a driver's thread) is
+    logged, the cells are made safe and the store closed all the same, and
+    :class:`StopTimedOut` is raised: the caller must then end the process."""
     from .jobs import JobManager
     from .station import open_station
     from .store import Store
@@ -181,7 +194,7 @@ async def run_daemon(config: StationConfig, *, socket: Path, stop: asyncio.Event
                                  ", ".join(map(str, resumed)),
                                  extra=fields("jobs-recovered", jobs=resumed))
                     await _serve(config, station, manager, store, socket, stop, notifier,
-                                 hooks)
+                                 hooks, stop_grace_s)
                 finally:
                     manager.close()
         finally:
@@ -192,36 +205,67 @@ async def run_daemon(config: StationConfig, *, socket: Path, stop: asyncio.Event
 
 async def _serve(config: StationConfig, station: Station, manager: JobManager, store: Store,
                  socket: Path, stop: asyncio.Event, notifier: Notifier,
-                 hooks: DaemonHooks) -> None:
+                 hooks: DaemonHooks, stop_grace_s: float | None) -> None:
+    stuck: list[str] = []
     async with ControlServer(manager, socket) as server:
-        tasks: list[asyncio.Task[Any]] = []
-        async with asyncio.TaskGroup() as group:
-            tasks.append(group.create_task(manager.run(), name="jobs"))
-            tasks.append(group.create_task(station.run(), name="station"))
-            for sink in configured_sinks(config, store, manager):
-                tasks.append(group.create_task(run_sink(sink), name=f"sink.{sink.name}"))
-            tasks.append(group.create_task(report_health(notifier, manager), name="health"))
-            for extra in hooks.extra_tasks:
-                tasks.append(group.create_task(extra(), name="extra"))
-            notifier.ready(await status_line(manager))
-            log.info("station %s serving on %s (cellrig %s, %d channels)", config.name,
-                     socket, __version__, len(station.channels),
-                     extra=fields("daemon-ready", station=config.name))
-            if hooks.started is not None:
-                hooks.started(manager, socket)
-            stopping = asyncio.ensure_future(stop.wait())
-            try:
-                await asyncio.wait([stopping, *tasks[:2]], return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                stopping.cancel()
-            log.info("stopping: no more requests; running jobs are left to resume",
-                     extra=fields("daemon-stopping"))
-            notifier.stopping("stopping: making every cell safe")
-            server.stop_accepting()
-            for task in tasks:
-                task.cancel()
+        runner = asyncio.create_task(
+            _run_tasks(config, station, manager, store, socket, stop, server, notifier, hooks),
+            name="daemon.tasks")
+        stopping = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait([stopping, runner], return_when=asyncio.FIRST_COMPLETED)
+            if not runner.done():
+                await asyncio.wait([runner], timeout=stop_grace_s)
+            if runner.done():
+                runner.result()  # what made it end, if it failed
+            else:
+                stuck = sorted(task.get_name() for task in asyncio.all_tasks()
+                               if not task.done() and not task.get_name().startswith("Task-"))
+                log.error("the daemon's tasks did not stop within %g s (still running: %s); "
+                          "making the cells safe and closing the store anyway", stop_grace_s,
+                          ", ".join(stuck[:12]) or "?", extra=fields("stop-timed-out"))
+        except asyncio.CancelledError:
+            runner.cancel()
+            raise
+        finally:
+            stopping.cancel()
     await station.safe_all()
     await asyncio.to_thread(store.flush)
+    if stuck:
+        raise StopTimedOut(f"the daemon's tasks did not stop within {stop_grace_s:g} s")
+
+
+async def _run_tasks(config: StationConfig, station: Station, manager: JobManager,
+                     store: Store, socket: Path, stop: asyncio.Event, server: ControlServer,
+                     notifier: Notifier, hooks: DaemonHooks) -> None:
+    """The daemon's tasks in one group, until ``stop`` is set (then each is cancelled) or
+    the job workers or the station's pollers end (they end only by failing)."""
+    tasks: list[asyncio.Task[Any]] = []
+    async with asyncio.TaskGroup() as group:
+        tasks.append(group.create_task(manager.run(), name="jobs"))
+        tasks.append(group.create_task(station.run(), name="station"))
+        for sink in configured_sinks(config, store, manager):
+            tasks.append(group.create_task(run_sink(sink), name=f"sink.{sink.name}"))
+        tasks.append(group.create_task(report_health(notifier, manager), name="health"))
+        for extra in hooks.extra_tasks:
+            tasks.append(group.create_task(extra(), name="extra"))
+        notifier.ready(await status_line(manager))
+        log.info("station %s serving on %s (cellrig %s, %d channels)", config.name,
+                 socket, __version__, len(station.channels),
+                 extra=fields("daemon-ready", station=config.name))
+        if hooks.started is not None:
+            hooks.started(manager, socket)
+        stopping = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait([stopping, *tasks[:2]], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+        log.info("stopping: no more requests; running jobs are left to resume",
+                 extra=fields("daemon-stopping"))
+        notifier.stopping("stopping: making every cell safe")
+        server.stop_accepting()
+        for task in tasks:
+            task.cancel()
 
 
 def install_stop_signals(stop: asyncio.Event) -> None:
@@ -262,15 +306,21 @@ def main(config_path: str, *, socket_override: str | None = None,
 
 
 async def _main(config: StationConfig, socket: Path) -> int:
-    from cellrig.errors import CellrigError
-
     stop = asyncio.Event()
     install_stop_signals(stop)
     notifier = Notifier()
     log.info("cellrig %s starting station %s (data folder %s)", __version__, config.name,
              config.data_folder, extra=fields("daemon-start", station=config.name))
     try:
-        await run_daemon(config, socket=socket, stop=stop, notifier=notifier)
+        await run_daemon(config, socket=socket, stop=stop, notifier=notifier,
+                         stop_grace_s=STOP_GRACE_S)
+    except StopTimedOut as exc:
+        # the tasks that ignored their cancellation would keep the interpreter alive: the
+        # cells are safe and the store is closed, so end here
+        log.error("exiting: %s", exc, extra=fields("daemon-failed"))
+        notifier.stopping(f"failed: {exc}")
+        logging.shutdown()
+        os._exit(1)
     except CellrigError as exc:
         log.error("the daemon stopped: %s", exc, extra=fields("daemon-failed"))
         notifier.stopping(f"failed: {exc}")

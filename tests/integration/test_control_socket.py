@@ -6,6 +6,7 @@ stale sockets, one daemon per store, and sd_notify on a datagram socket."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import pwd
@@ -27,9 +28,10 @@ from cellrig.daemon.control_api import ControlError, ErrorCode, SubmitRequest
 from cellrig.daemon.control_client import ControlClient, StationUnreachable
 from cellrig.daemon.control_server import MAX_REQUEST_BYTES, SocketInUse
 from cellrig.daemon.sd_notify import Notifier
-from cellrig.daemon.service import run_daemon
+from cellrig.daemon.service import DaemonHooks, StopTimedOut, run_daemon
 from cellrig.daemon.service_lock import StoreLocked
 from cellrig.daemon.station_config import load_station
+from cellrig.daemon.store_read import StoreReader
 
 pytestmark = pytest.mark.integration
 
@@ -224,3 +226,37 @@ async def test_sd_notify_ready_watchdog_status_and_stopping(station_toml: Path) 
         await task
     await collect("STOPPING=1")
     listener.close()
+
+
+async def test_a_task_that_ignores_its_cancellation_does_not_hold_the_stop(
+        station_toml: Path) -> None:
+    """What a driver call that swallows a cancellation (asyncio.wait_for in Python 3.11)
+    does to a stopping daemon: after the grace period the cells are made safe, the store
+    closed, the socket removed, and StopTimedOut tells the caller to end the process."""
+    release = asyncio.Event()
+
+    async def stubborn() -> None:
+        while not release.is_set():
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.sleep(3600)
+
+    config = load_station(station_toml)
+    socket_file = config.data_folder / "cellrig.sock"
+    stop = asyncio.Event()
+    hooks = DaemonHooks(started=lambda _control, _path: stop.set(), extra_tasks=[stubborn])
+    try:
+        with pytest.raises(StopTimedOut, match=r"did not stop within 0\.3 s"):
+            await run_daemon(config, socket=socket_file, stop=stop, hooks=hooks,
+                             stop_grace_s=0.3)
+    finally:
+        release.set()
+        for task in asyncio.all_tasks():
+            if task.get_name() in ("extra", "daemon.tasks"):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+    assert not socket_file.exists()
+    with StoreReader(config.data_folder / "station.db") as reader:  # closed, readable
+        assert reader.jobs() == []
+    async with daemon_in_process(station_toml):  # the lock was released
+        pass
