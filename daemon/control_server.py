@@ -53,7 +53,8 @@ _READ_CHUNK = 65_536
 
 
 class SocketInUse(CellrigError):
-    """Another process serves the socket path, or the path is not a socket."""
+    """The control socket cannot be served: another process serves its path, the path is
+    not a socket, or the folder cannot be written."""
 
 
 def _job_id(args: Mapping[str, Any], name: str = "job") -> int:
@@ -244,10 +245,14 @@ class ControlServer:
             raise SocketInUse(f"the control socket path {self.path} is longer than "
                               f"{MAX_SOCKET_PATH_BYTES} bytes, the most a Unix socket can "
                               "have: choose a shorter one with --socket")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        await remove_stale_socket(self.path)
-        self._server = await asyncio.start_unix_server(self._serve, path=str(self.path))
-        os.chmod(self.path, self.mode)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            await remove_stale_socket(self.path)
+            self._server = await asyncio.start_unix_server(self._serve, path=str(self.path))
+            os.chmod(self.path, self.mode)
+        except OSError as exc:
+            raise SocketInUse(f"cannot serve the control socket {self.path}: "
+                              f"{exc.strerror or exc}") from None
         log.info("control socket %s listening (mode %04o)", self.path, self.mode,
                  extra=fields("control-listen", path=str(self.path)))
 

@@ -18,7 +18,7 @@ LOCK_NAME = "station.lock"
 
 
 class StoreLocked(CellrigError):
-    """Another daemon has the store."""
+    """Another daemon has the store, or its folder cannot be used."""
 
 
 class StoreLock:
@@ -30,8 +30,12 @@ class StoreLock:
 
     def acquire(self) -> None:
         """Take the lock or raise :class:`StoreLocked` naming the process that has it."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        except OSError as exc:
+            raise StoreLocked(f"cannot use the data folder {self.path.parent}: "
+                              f"{exc.strerror or exc}") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
