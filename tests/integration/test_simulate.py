@@ -17,12 +17,15 @@ import pytest
 
 from cellrig.daemon import simulate_timeseries as timeseries
 from cellrig.daemon.cli import main
+from cellrig.daemon.simulate_output import spectrum_times
+from cellrig.daemon.simulate_plotter import PLOT_COLUMNS, PlotJob, draw
 from cellrig.daemon.simulate_run import (
     load_protocol_argument,
     load_simulated_cell,
     resolve,
     simulate,
 )
+from cellrig.daemon.simulate_timeseries import columns as simulation_columns
 from cellrig.protocols.engine.output import COLUMNS, SampleBlock
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -199,3 +202,26 @@ def test_time_series_written_in_row_groups_while_blocks_come(
     assert np.array_equal(time_s, np.arange(210, dtype=float))
     assert step_types[28:35] == ["REST"] * 3 + ["CV_CHG"] * 4
     assert step_types[:7] == ["CC_CHG"] * 7 and step_types[7:14] == ["REST"] * 7
+
+
+def test_plots_drawn_here_when_the_copy_cannot_be_forked(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cell = load_simulated_cell(None)
+    program, _ = resolve(load_protocol_argument("long-cycling"), cell, {"cycles": "3"})
+    assert program is not None
+    simulation = simulate(program, cell)
+    job = PlotJob(tmp_path, {name: simulation_columns(simulation.blocks)[name]
+                             for name in PLOT_COLUMNS},
+                  simulation.cycles, simulation.spectra, spectrum_times(simulation), [1, 2])
+
+    def no_fork() -> int:
+        raise OSError("no fork here")
+
+    monkeypatch.setattr(os, "fork", no_fork)
+    drawn = draw(job, forked=True)
+    names = ["voltage_current.png", "cycling.png", "nyquist.png", "dqdv.png"]
+    if not simulation.spectra:
+        names.remove("nyquist.png")
+    assert [path.name for path in drawn] == names
+    for path in drawn:
+        assert path.read_bytes()[:8] == PNG_MAGIC
