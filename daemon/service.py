@@ -6,9 +6,10 @@ refuses to start), opens the store, the station's instruments and the job manage
 up the jobs a previous run left unfinished), serves the control socket and runs the sinks the
 configuration names, all in one TaskGroup.
 
-SIGTERM or SIGINT: the socket stops taking requests, the job workers are cancelled (each
-checkpoints its job and leaves it resumable), every cell is made safe, the store is flushed
-and closed, and the process exits 0. Under systemd the daemon reports READY, STATUS, WATCHDOG
+SIGTERM or SIGINT: the socket stops taking requests, the job workers are cancelled (a running
+or paused job keeps its state and its last checkpoint in the store, so the next start
+continues it), every cell is made safe, the store is flushed and closed, and the process
+exits 0. Under systemd the daemon reports READY, STATUS, WATCHDOG
 and STOPPING (:mod:`~cellrig.daemon.sd_notify`). docs/daemon.md has the whole story.
 """
 
@@ -36,6 +37,7 @@ from .service_log import fields
 from .station_config_model import StationConfig
 
 if TYPE_CHECKING:
+    from .environment import Timer
     from .jobs import JobManager
     from .station import Station
     from .store import Store
@@ -44,7 +46,7 @@ log = logging.getLogger("cellrig.daemon")
 
 #: The store's file in the data folder.
 STORE_NAME = "station.db"
-#: The control socket's file in the data folder, when station.toml names none.
+#: The control socket's file in the data folder (unless ``--socket`` names another path).
 SOCKET_NAME = "cellrig.sock"
 #: How often the STATUS line is refreshed.
 STATUS_PERIOD_S = 10.0
@@ -76,8 +78,8 @@ class DaemonHooks:
 
     started: Callable[[StationControl, Path], None] | None = None
     """called once the control socket serves (the job manager and the socket path)"""
-    timer: Any = None
-    """the station's timer (a simulated bench's accelerated clock), None for real time"""
+    timer: Timer | None = None
+    """the station's timer (a simulated bench's accelerated clock); None: the station's own"""
     extra_tasks: list[Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=list)
 
 
