@@ -67,12 +67,15 @@ def cpu_s() -> float:
 
 async def charge_all(station: Station, seconds: float) -> None:
     counts = dict.fromkeys(station.channels, 0)
+    stop = asyncio.Event()
 
     async def charge(name: str) -> None:
         rig = station.channels[name].rig
         await rig.apply(Command(Mode.CURRENT, current_a=0.06, voltage_limit_v=4.2,
                                 sample_interval_s=READING_EVERY_S))
-        while True:
+        # the flag as well as the cancellation: on Python 3.11 a cancellation that meets a
+        # driver's wait_for just as its reply arrives can be lost
+        while not stop.is_set():
             counts[name] += len(await rig.read())
 
     started, cpu = time.perf_counter(), cpu_s()
@@ -80,6 +83,7 @@ async def charge_all(station: Station, seconds: float) -> None:
         tasks = [group.create_task(station.run())]
         tasks += [group.create_task(charge(name)) for name in station.channels]
         await asyncio.sleep(seconds)
+        stop.set()
         for task in tasks:
             task.cancel()
     elapsed, used = time.perf_counter() - started, cpu_s() - cpu
