@@ -163,7 +163,11 @@ def _result(answer: bytes, number: int) -> Any:
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise ControlError(ErrorCode.INTERNAL, "the station answered something that is not "
                                                "JSON") from None
-    if not isinstance(reply, dict) or reply.get("id") != number:
+    if not isinstance(reply, dict):
+        raise ControlError(ErrorCode.INTERNAL, "the station's reply is not a JSON object")
+    if reply.get("id") is None and reply.get("ok") is False:
+        pass  # a refusal of the connection or of a line it could not read: its error says
+    elif reply.get("id") != number:
         raise ControlError(ErrorCode.INTERNAL, "the station's reply does not match the request")
     if reply.get("ok") is True:
         return reply.get("result")

@@ -45,6 +45,9 @@ log = logging.getLogger("cellrig.control")
 
 #: Longest request line, in bytes.
 MAX_REQUEST_BYTES = 1 << 20
+#: Connections served at once; one more is told so and closed (a client stuck in a loop of
+#: connecting cannot use up the daemon's file descriptors).
+MAX_CONNECTIONS = 64
 #: Mode of the socket file: the daemon's user and group may connect, nobody else.
 SOCKET_MODE = 0o660
 #: Longest path of a Unix socket on Linux (sun_path holds 108 bytes with the final NUL).
@@ -219,10 +222,12 @@ class ControlServer:
     """The control socket, served while the ``async with`` block runs."""
 
     def __init__(self, control: StationControl, path: str | Path, *,
-                 mode: int = SOCKET_MODE, max_request_bytes: int = MAX_REQUEST_BYTES) -> None:
+                 mode: int = SOCKET_MODE, max_request_bytes: int = MAX_REQUEST_BYTES,
+                 max_connections: int = MAX_CONNECTIONS) -> None:
         self.path = Path(path)
         self.mode = mode
         self.max_request_bytes = max_request_bytes
+        self.max_connections = max_connections
         self.dispatcher = Dispatcher(control)
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()
@@ -279,6 +284,15 @@ class ControlServer:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
+        if len(self._connections) >= self.max_connections:
+            log.warning("too many connections (%d); one refused", len(self._connections),
+                        extra=fields("control-refused", code="internal"))
+            with contextlib.suppress(ConnectionError):
+                await self._send(writer, None, ControlError(
+                    ErrorCode.INTERNAL, f"the station serves {self.max_connections} "
+                                        "connections already; try again"))
+            writer.close()
+            return
         self._connections.add(task)
         caller = peer_user(writer)
         buffer = bytearray()

@@ -26,7 +26,7 @@ from daemon_fixtures import (
 
 from cellrig.daemon.control_api import ControlError, ErrorCode, SubmitRequest
 from cellrig.daemon.control_client import ControlClient, StationUnreachable
-from cellrig.daemon.control_server import MAX_REQUEST_BYTES, SocketInUse
+from cellrig.daemon.control_server import MAX_CONNECTIONS, MAX_REQUEST_BYTES, SocketInUse
 from cellrig.daemon.sd_notify import Notifier
 from cellrig.daemon.service import DaemonHooks, StopTimedOut, run_daemon
 from cellrig.daemon.service_lock import StoreLocked
@@ -255,3 +255,27 @@ async def test_a_task_that_ignores_its_cancellation_does_not_hold_the_stop(
         assert reader.jobs() == []
     async with daemon_in_process(station_toml):  # the lock was released
         pass
+
+
+async def test_connections_beyond_the_limit_are_told_so_and_closed(station_toml: Path) -> None:
+    async with daemon_in_process(station_toml) as daemon:
+        held = [await asyncio.open_unix_connection(str(daemon.socket))
+                for _ in range(MAX_CONNECTIONS)]
+        try:
+            async with ControlClient(daemon.socket) as client:
+                with pytest.raises(ControlError, match="connections already; try again"):
+                    await client.status()
+            _reader, writer = held.pop()
+            writer.close()
+            await writer.wait_closed()
+            async with asyncio.timeout(5):
+                while True:  # the server notices the closed connection at its next read
+                    try:
+                        async with ControlClient(daemon.socket) as client:
+                            assert len((await client.status()).channels) == 2
+                        break
+                    except ControlError:
+                        await asyncio.sleep(0.02)
+        finally:
+            for _reader, writer in held:
+                writer.close()
