@@ -177,3 +177,29 @@ def test_sim_serve_serves_a_daemon_in_another_process(tmp_path: Path) -> None:
             if process.poll() is None:
                 process.kill()
                 process.wait()
+
+
+async def test_a_station_opened_again_finds_the_cells_as_they_were() -> None:
+    async with serve_sim_station(1, SPEED) as sim:
+        config = load_station_text(sim.station_toml())
+        async with open_station(config) as station, asyncio.TaskGroup() as group:
+            running = group.create_task(station.run())
+            async with asyncio.timeout(60.0):
+                outcome, _ = await run_job(station, "A1")
+            running.cancel()
+        assert outcome.state is JobState.COMPLETED, outcome.reason
+        state = sim.bench.cells["A1"].cell.state
+        charged_ah, discharged_ah = state.charge_in_ah, state.charge_out_ah
+        assert charged_ah > 0.04
+        # a daemon restarted: the same emulators, the cell and the chamber as they were
+        async with open_station(config) as station:
+            assert list(station.channels) == ["A1"] and not station.unavailable
+            block = await station.channels["A1"].rig.read()  # output off: no voltage
+            assert len(block) == 1 and np.isnan(block.voltage_v[0])
+            assert station.chambers["chamber"].fresh_value(3.0) == pytest.approx(25.0, abs=0.5)
+            jig = station.jigs["A1"]
+            assert jig.fresh_value(3.0) == pytest.approx(2e6, rel=0.05)
+        # opening reset the SMU straight into high impedance: nothing flowed
+        state = sim.bench.cells["A1"].cell.state
+        assert (state.charge_in_ah, state.charge_out_ah) == (charged_ah, discharged_ah)
+        assert sim.espec is not None and sim.espec.setpoint_c == 25.0
