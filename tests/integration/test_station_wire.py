@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cellrig.daemon.cli import main
 from cellrig.daemon.station import Station, open_station
 from cellrig.daemon.station_config import load_station, load_station_text
 from cellrig.daemon.station_instruments import ChannelUnavailable
@@ -203,3 +204,13 @@ async def test_a_station_opened_again_finds_the_cells_as_they_were() -> None:
         state = sim.bench.cells["A1"].cell.state
         assert (state.charge_in_ah, state.charge_out_ah) == (charged_ah, discharged_ah)
         assert sim.espec is not None and sim.espec.setpoint_c == 25.0
+
+
+def test_sim_serve_reports_a_configuration_it_cannot_write(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    target = tmp_path / "missing" / "sim.toml"
+    assert main(["sim", "serve", "--channels", "1", "--write-config", str(target)]) == 1
+    captured = capsys.readouterr()
+    assert f"cellrig: cannot write {target}: No such file or directory" in captured.err
+    assert "Traceback" not in captured.err
+    assert captured.out.splitlines()[0].startswith("espec         chamber      socket://")
