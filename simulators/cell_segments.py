@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from cellrig.simulators.cell_circuit import Circuit, lithium_losses, rc_heat_j
+from cellrig.simulators.cell_circuit import Circuit, lithium_losses
 from cellrig.simulators.cell_params import CellParameters
 from cellrig.simulators.ocv import CellOcv
 
@@ -198,25 +198,41 @@ def readings(params: CellParameters, ocv: CellOcv, state: CellState, current_a: 
 
 def state_after(params: CellParameters, state: CellState, current_a: float, length_s: float,
                 circuit: Circuit, fade: float) -> CellState:
-    """The state after ``length_s`` seconds of constant current (or rest)."""
-    anode, cathode, dead, trap_left = (float(v[0]) for v in lithium_after(
-        params, state, current_a, np.array([length_s]), fade))
-    steady = current_a * circuit.rc_ohm
-    start_v = np.asarray(state.rc_v)
-    rc = steady + (start_v - steady) * np.exp(-length_s / circuit.rc_tau_s)
-    heat = current_a ** 2 * circuit.series_ohm * length_s + rc_heat_j(
-        circuit.rc_ohm, circuit.rc_tau_s, start_v, current_a, length_s)
+    """The state after ``length_s`` seconds of constant current (or rest): the arithmetic of
+    :func:`lithium_after`, the RC relaxation and :func:`~cellrig.simulators.cell_circuit.rc_heat_j`
+    on plain floats (one state, where numpy's per-call cost would dominate)."""
+    moved = current_a * length_s / 3600.0
+    anode, dead, trap_left = state.anode_ah + moved, state.dead_ah, state.trap_left_ah
+    if current_a > 0:
+        trap = min(params.first_charge_loss_share * moved, trap_left)
+        scale = params.fade_acceleration_fraction * params.capacity_ah
+        rate = params.coulombic_loss_fraction * fade
+        dead = (state.dead_ah + scale) * math.exp(rate * moved / scale) - scale
+        anode = state.anode_ah + moved - trap - (dead - state.dead_ah)
+        trap_left -= trap
+    rc = []
+    heat = current_a ** 2 * circuit.series_ohm * length_s
+    for resistance, tau, start_v in zip(circuit.rc_ohm.tolist(), circuit.rc_tau_s.tolist(),
+                                        state.rc_v, strict=True):
+        steady = current_a * resistance
+        offset = start_v - steady
+        rc.append(steady + offset * math.exp(-length_s / tau))
+        fade_once = -math.expm1(-length_s / tau)
+        fade_twice = -math.expm1(-2.0 * length_s / tau)
+        heat += (steady ** 2 * length_s + 2 * steady * offset * tau * fade_once
+                 + offset ** 2 * tau / 2 * fade_twice) / resistance
     if current_a < 0 and length_s > 0:
         rate = -current_a / 3600.0 / circuit.lithiation_width_ah
         growth = math.expm1(min(rate * length_s, 700.0)) / rate
-        heat += current_a ** 2 * float(circuit.lithiation_at(state.cathode_ah)) * growth
+        lithiation_ohm = circuit.lithiation_ohm * math.exp(
+            -max(state.cathode_ah, 0.0) / circuit.lithiation_width_ah)
+        heat += current_a ** 2 * lithiation_ohm * growth
     cooling = math.exp(-length_s / thermal_tau_s(params))
     mean_w = heat / length_s if length_s > 0 else 0.0
     rise = (state.temperature_rise_k * cooling
             + mean_w * params.thermal_resistance_k_per_w * (1 - cooling))
-    moved = current_a * length_s / 3600.0
     return CellState(
-        state.time_s + length_s, anode, cathode, dead, trap_left, tuple(float(v) for v in rc),
+        state.time_s + length_s, anode, state.cathode_ah + moved, dead, trap_left, tuple(rc),
         state.charge_in_ah + max(moved, 0.0), state.charge_out_ah + max(-moved, 0.0),
         state.cycle_index, state.direction, current_a, rise, state.heat_j + heat,
         anode / params.capacity_ah)
