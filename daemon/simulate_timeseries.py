@@ -29,10 +29,12 @@ ROWS_PER_GROUP = 1 << 17
 
 def step_codes(values: np.ndarray) -> np.ndarray:
     """A block's Step Type strings as int8 codes into :data:`STEP_TYPES` (a block is nearly
-    always of one step type, so that case is one comparison)."""
-    if values.shape[0] and bool((values == values[0]).all()):
-        return np.full(values.shape[0], _STEP_CODES[values[0]], dtype=np.int8)
-    return np.array([_STEP_CODES[value] for value in values.tolist()], dtype=np.int8)
+    always of one step type, so that case is one count: ``list.count`` compares by identity
+    first, and the engine fills a block with one string object)."""
+    strings = values.tolist()
+    if strings and strings.count(strings[0]) == len(strings):
+        return np.full(len(strings), _STEP_CODES[strings[0]], dtype=np.int8)
+    return np.array([_STEP_CODES[value] for value in strings], dtype=np.int8)
 
 
 def columns(blocks: list[SampleBlock]) -> dict[str, np.ndarray]:
@@ -88,9 +90,10 @@ class TimeSeriesWriter:
             group = self._group if self._group is not None else self._new_group(block)
             take = min(count - done, ROWS_PER_GROUP - self._filled)
             end = self._filled + take
+            whole = take == count  # the whole block: no views of it to make
             for name, buffer in group.items():
                 source = codes if name == "Step Type" else block.columns[name]
-                buffer[self._filled:end] = source[done:done + take]
+                buffer[self._filled:end] = source if whole else source[done:done + take]
             self._filled = end
             done += take
             if end == ROWS_PER_GROUP:
