@@ -8,11 +8,13 @@ into a :class:`Station` (how, in :mod:`cellrig.daemon.station_build`; each drive
 
     async with open_station(load_station("station.toml")) as station:
         async with asyncio.TaskGroup() as group:
-            group.create_task(station.run())         # pollers and watchdogs
-            channel = station.channels["A1"]
-            problems = channel.refusals(program)     # [] when it can run here
+            running = group.create_task(station.run())   # pollers and watchdogs
+            channel = station.channel("A1")
+            problems = channel.refusals(program)         # [] when it can run here
             channel.supervisor.begin_job(program.limits)
             outcome = await Engine(program, channel.rig, sink, station.clock).run()
+            channel.supervisor.end_job()
+            running.cancel()
 
 An instrument that cannot be opened does not stop the station: it is logged with its name,
 driver, address and the reason, and every channel that needs it is left out of ``channels``
