@@ -41,6 +41,8 @@ from .service_log import LogfmtFormatter
 #: Bench speed of the demo: the formation (about 17 h of bench time with the chamber's warm-up
 #: and the 30 min soak) in about a minute.
 DEFAULT_SPEED = 1000.0
+#: The fastest bench the emulators keep up with (as ``cellrig sim serve``).
+MAX_SPEED = 1e6
 CHANNELS = 4
 FINAL_STATES = frozenset({"completed", "stopped", "aborted", "failed"})
 #: Seconds between status lines when the output is not a terminal.
@@ -210,6 +212,10 @@ def run_demo(args: argparse.Namespace) -> int:
     ``stop`` step of its protocol), 1 when one was aborted, failed or ran out of time."""
     folder = Path(args.out).resolve() if args.out else default_folder()
     speed = args.speed or DEFAULT_SPEED
+    if speed > MAX_SPEED:
+        from .cli_protocols import UsageError
+
+        raise UsageError(f"--speed must be at most {MAX_SPEED:g}, not {speed:g}")
     folder.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     with daemon_log(folder / "daemon.log"):
