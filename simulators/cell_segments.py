@@ -125,31 +125,32 @@ def rc_voltage_v(circuit: Circuit, start_v: tuple[float, ...], current_a: float,
     long step costs little more than its slowest pair, and exp() never works on underflowing
     arguments (its slow path).
     """
-    steady = current_a * circuit.rc_ohm
-    offsets = np.asarray(start_v) - steady
-    tau = circuit.rc_tau_s
-    total = np.full(dt_s.shape, float(np.sum(steady)))
+    # the eight pairs' bookkeeping in plain Python: numpy's per-call cost would dominate it
+    taus = circuit.rc_tau_s.tolist()
+    resistances = circuit.rc_ohm.tolist()
+    offsets = [start - current_a * resistance
+               for start, resistance in zip(start_v, resistances, strict=True)]
+    total = np.full(dt_s.shape, sum(current_a * resistance for resistance in resistances))
     count = dt_s.shape[0]
     if count > 1 and bool((dt_s[1:] >= dt_s[:-1]).all()):
-        ends = np.searchsorted(dt_s, RELAXED * tau)
-        ends[offsets == 0.0] = 0
+        ends = np.searchsorted(dt_s, RELAXED * circuit.rc_tau_s).tolist()
     else:
-        ends = np.full(tau.shape, count)
-    slowest = int(np.argmax(ends))
-    span = int(ends[slowest])
+        ends = [count] * len(taus)
+    ends = [end if offset != 0.0 else 0 for end, offset in zip(ends, offsets, strict=True)]
+    slowest = max(range(len(ends)), key=ends.__getitem__)
+    span = ends[slowest]
     if span == 0:
         return total
-    term = np.divide(dt_s[:span], -tau[slowest])
+    term = np.divide(dt_s[:span], -taus[slowest])
     np.exp(term, out=term)
     term *= offsets[slowest]
     total[:span] += term
-    ends[slowest] = 0
-    others = ends > 0
-    span = int(ends.max())
-    if span:
-        decay = np.divide(dt_s[:span, None], -tau[others])
+    others = [k for k, end in enumerate(ends) if end > 0 and k != slowest]
+    if others:
+        span = max(ends[k] for k in others)
+        decay = np.divide(dt_s[:span, None], np.array([-taus[k] for k in others]))
         np.exp(decay, out=decay)
-        total[:span] += decay @ offsets[others]
+        total[:span] += decay @ np.array([offsets[k] for k in others])
     return total
 
 
