@@ -99,7 +99,8 @@ class SerialLink:
             return
         try:
             writer.close()
-            await asyncio.wait_for(writer.wait_closed(), timeout=1.0)
+            async with asyncio.timeout(1.0):
+                await writer.wait_closed()
         except (OSError, TimeoutError, serial.SerialException):
             pass
 

@@ -181,9 +181,8 @@ class VisaLink:
         if resource is not None:
             loop = asyncio.get_running_loop()
             try:
-                await asyncio.wait_for(
-                    loop.run_in_executor(executor, _close_blocking, resource),
-                    timeout=self.timeout_s + self.margin_s)
+                async with asyncio.timeout(self.timeout_s + self.margin_s):
+                    await loop.run_in_executor(executor, _close_blocking, resource)
             except (TimeoutError, RuntimeError) as error:
                 log.warning("%s at %s: closing did not finish cleanly (%s)", self.instrument,
                             self.address, error or type(error).__name__)
@@ -342,7 +341,10 @@ class VisaLink:
             raise self._error(ConnectionLost, "not connected", command)
         loop = asyncio.get_running_loop()
         future = loop.run_in_executor(executor, self._mapped, function, command)
-        return await asyncio.wait_for(future, timeout=wait_s)
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation
+        # that arrives together with the reply (CPython gh-86296), leaving a job unstoppable
+        async with asyncio.timeout(wait_s):
+            return await future
 
     def _mapped(self, function: Callable[[], _T], command: str | None) -> _T:
         """Run on the worker, turning pyvisa's and the socket's exceptions into the tree."""

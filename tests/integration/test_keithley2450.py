@@ -5,8 +5,9 @@ left off (high impedance), checked in the emulator."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -163,6 +164,15 @@ async def discharge_to_bound(rig: Setup) -> None:
     assert rig.emulator.in_compliance is False
 
 
+async def eventually(condition: Callable[[], bool], within_s: float = 1.0) -> None:
+    """Wait for the emulator to show ``condition``: a driver call returns once its last command
+    is sent, and the instrument (here, the emulator on the same loop) takes it a moment later."""
+    deadline = asyncio.get_running_loop().time() + within_s
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "the instrument never got there"
+        await asyncio.sleep(0.005)
+
+
 async def test_fast_readings_are_timed_by_the_instrument() -> None:
     async with setup(speed=4.0) as rig:
         await fast_readings(rig)
@@ -170,7 +180,7 @@ async def test_fast_readings_are_timed_by_the_instrument() -> None:
 
 async def fast_readings(rig: Setup) -> None:
     await rig.driver.apply(Command(Mode.CURRENT, current_a=0.2, sample_interval_s=0.045))
-    assert rig.emulator.trigger.template == "SimpleLoop"
+    await eventually(lambda: rig.emulator.trigger.template == "SimpleLoop")
     time_s, _, current_a = await readings(rig.driver, 4)
     assert len(time_s) > 10
     spacing = np.diff(time_s[1:])
@@ -178,7 +188,7 @@ async def fast_readings(rig: Setup) -> None:
     assert spacing.mean() == pytest.approx(0.045, rel=0.1)
     assert current_a == pytest.approx(0.2, rel=1e-6)
     await rig.driver.end_step(float(time_s[-1]))
-    assert rig.emulator.trigger.state == "ABORTED"
+    await eventually(lambda: rig.emulator.trigger.state == "ABORTED")
 
 
 def drop(server: ScpiServer, emulator: Keithley2450Emulator) -> None:
