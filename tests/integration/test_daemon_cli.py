@@ -35,6 +35,11 @@ from cellrig.daemon.control_client import ControlClient
 pytestmark = pytest.mark.integration
 
 
+def _tail(log: Path, lines: int = 30) -> str:
+    """The end of a daemon's log, for a failure's message."""
+    return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+
+
 def _wait(socket_path: Path, job_id: int, states: set[str]) -> str:
     async def wait() -> str:
         async with ControlClient(socket_path) as client:
@@ -137,7 +142,7 @@ def test_the_station_through_the_cli_across_a_restart() -> None:
             events = cellrig("events", "1", *station).stdout
             assert "job start" in events and "Charge at 0.5C" in events
 
-            assert daemon.terminate() == 0
+            assert daemon.terminate() == 0, _tail(folder / "daemon.log")
             notify.wait_for("STOPPING=1")
             assert sum("WATCHDOG=1" in m for m in notify.messages) >= 3
         finally:
@@ -164,13 +169,13 @@ def test_the_station_through_the_cli_across_a_restart() -> None:
             assert answer.returncode == 0, answer.stderr + (folder / "daemon2.log").read_text()
             stopped = answer.stdout
             assert stopped.strip() == "job 1 on A1: stopped (short-cycling, cell cell-7): " \
-                                      "seen enough"
+                                      "seen enough", _tail(folder / "daemon2.log")
             followed = cellrig("events", "1", "--follow", *station, timeout_s=30).stdout
             at = events_header().index("KIND")
             kinds = [line[at:at + 12].strip() for line in followed.splitlines()[1:]]
-            assert "job resume" in kinds and kinds[-1] == "job end"
+            assert "job resume" in kinds and kinds[-1] == "job end", followed
             assert restarted.process.send_signal(signal.SIGINT) is None
-            assert restarted.process.wait(30) == 0
+            assert restarted.process.wait(30) == 0, _tail(folder / "daemon2.log")
         finally:
             restarted.kill()
 
