@@ -31,7 +31,8 @@ Simulation:
   cellrig simulate formation.yaml           run it on the cell model; files, plots, summary
   cellrig simulate long-cycling --reference-cycle 2 --out runs/long
   cellrig demo                              a simulated station running formation on 4 cells
-  cellrig sim serve --write-config sim.toml emulated instruments of 4 cells on the wire
+  cellrig sim serve --write-config sim.toml emulated instruments on the wire (one cell,
+                                          every kind; --bench FILE, --channels N)
 
 The station (docs/daemon.md):
   cellrig daemon --config station.toml      run the station service
