@@ -22,9 +22,8 @@ def test_demo_runs_four_cells_and_exports_them(tmp_path: Path) -> None:
                      timeout_s=120)
     lines = result.stdout.splitlines()
     for channel in ("A1", "A2", "A3", "A4"):
-        ended = next(line for line in lines if line.startswith("job ") and
-                     f" on {channel}: " in line and "charge-and-stop" in line
-                     and "queued" not in line)
+        ended = [line for line in lines if line.startswith("job ") and
+                 f" on {channel}: " in line and "charge-and-stop" in line][-1]
         assert ": completed " in ended and "reached 3.6 V" in ended
         files = sorted(path.name for path in (folder / channel).iterdir())
         stem = next(name for name in files if name.endswith(".bdf.parquet"))
