@@ -138,6 +138,8 @@ class _BenchReader:
         self.folder = folder
         self.names = _Names()
         self.transport = Transport.SOCKET
+        self.cell_names: list[str] = []
+        """every cell declared, also those with mistakes"""
 
     def read(self, root: YMap, default_name: str) -> BenchSpec | None:
         ctx = self.ctx
@@ -211,6 +213,8 @@ class _BenchReader:
             name = self.name(key, "a cell's name (its channel's name)", CELL_EXAMPLE)
             table = self.table(value, None, f"cell {key.value!r}", CELL_EXAMPLE,
                                ("cell", "state", "chamber", "potentiostat", "jig"))
+            if name is not None:
+                self.cell_names.append(name)
             if name is None or table is None:
                 continue
             spec = self.cell(name, key, table, chambers)
@@ -265,13 +269,14 @@ class _BenchReader:
             cell = self.ctx.text(cell_node, "cell", "cell: A1")
             if cell is None:
                 continue
-            if cell not in cells:
-                hint = did_you_mean(cell, cells)
+            if cell not in self.cell_names:
+                hint = did_you_mean(cell, self.cell_names)
                 self.ctx.report(cell_node, f"EIS unit {name!r} is wired to cell {cell!r}, which "
-                                f"the bench does not have{hint}",
-                                expected=f"one of its cells ({', '.join(cells) or 'none'})",
-                                example=EIS_EXAMPLE)
+                                f"the bench does not have{hint}", expected="one of its cells "
+                                f"({', '.join(self.cell_names) or 'none'})", example=EIS_EXAMPLE)
                 continue
+            if cell not in cells:
+                continue        # the cell's own mistakes are reported
             spec, _ = cells[cell]
             if spec.potentiostat.kind is PotentiostatKind.PALMSENS:
                 self.ctx.report(cell_node, f"cell {cell!r} has a PalmSens as its potentiostat, "

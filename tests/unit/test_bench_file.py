@@ -155,8 +155,10 @@ def test_a_mistake_is_located_and_explained(text: str, at: tuple[int, str],
 
 def test_every_mistake_at_once_with_an_example() -> None:
     found = errors_of("cellrig-bench: 1\nchambers:\n  oven: {kind: espek}\ncells:\n"
-                      "  A1: {state: new, jig: {kind: bolt}}\n")
-    assert [line.split(":")[0:2] for line in found] == [["3", "16"], ["5", "15"], ["5", "32"]]
+                      "  A1: {state: new, jig: {kind: bolt}}\neis:\n  eis: {cell: B1}\n")
+    assert [line.split(":")[0:2] for line in found] == [["3", "16"], ["5", "15"], ["5", "32"],
+                                                         ["7", "15"]]
+    assert "| one of its cells (A1) |" in found[-1]     # A1 is named, mistakes and all
     assert all(" | " in line and not line.endswith("| None") for line in found), found
 
 
