@@ -48,6 +48,7 @@ from cellrig.simulators.bench_spec import (
 from cellrig.simulators.cell_forming import form_cell
 from cellrig.simulators.cell_model import CellModel
 from cellrig.simulators.cell_params import CellParameters, load_builtin_cell
+from cellrig.simulators.cell_segments import CellState as CellModelState
 from cellrig.simulators.chamber import Chamber
 from cellrig.simulators.espec_emulator import EspecEmulator
 from cellrig.simulators.jig import Jig
@@ -107,6 +108,8 @@ class SimStation:
     """Watlow F4T chambers by name"""
     palmsenses: dict[str, PalmSensEmulator] = field(default_factory=dict)
     """PalmSens emulators (potentiostats and EIS units) by instrument name"""
+    formed: dict[CellParameters, CellModelState] = field(default_factory=dict)
+    """each formed cell's state after formation, by its parameters"""
 
     def address(self, name: str) -> str:
         """The address of an instrument by name."""
@@ -200,7 +203,12 @@ async def _start_cell(station: SimStation, stack: contextlib.AsyncExitStack, spe
     chamber = bench.chambers[spec.chamber if spec.chamber is not None else ROOM]
     model = CellModel(spec.params, temperature_c=chamber.temperature_c)
     if spec.state is CellState.FORMED:
-        form_cell(model)
+        formed = station.formed.get(spec.params)
+        if formed is None:
+            form_cell(model)
+            station.formed[spec.params] = model.state
+        else:                # the same cell formed the same way: once is enough
+            model.restore(formed)
     full_scale_pa = REGULATOR_FULL_SCALE_PSI * PA_PER_PSI
     jig: Jig | None = None
     if spec.jig is not None and spec.jig.kind is JigKind.PNEUMATIC:

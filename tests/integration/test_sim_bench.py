@@ -1,9 +1,10 @@
 """Benches on the wire: the default bench (one cell with one of every instrument kind) and a
-bench file (two cells, a Watlow F4T chamber, a bolted jig, a PalmSens potentiostat on a
-pseudo-terminal), served by their emulators; the written ``station.toml`` loaded by
-``load_station``, opened by ``open_station`` with the real drivers (pyvisa-py, pyserial,
-pymodbus), and a short charge run through the engine on one channel. ``cellrig sim serve
---bench`` in a process of its own, and a bench file with a mistake."""
+bench file (two cells, a Watlow F4T and an ESPEC chamber, a bolted jig, a PalmSens
+potentiostat, every serial instrument but one on a pseudo-terminal), served by their
+emulators; the written ``station.toml`` loaded by ``load_station``, opened by ``open_station``
+with the real drivers (pyvisa-py, pyserial, pymodbus), and a short charge run through the
+engine on one channel. Cells in the room, formed alike; ``cellrig sim serve --bench`` in a
+process of its own, and a bench file with a mistake."""
 
 from __future__ import annotations
 
@@ -45,17 +46,20 @@ BENCH = """cellrig-bench: 1
 name: two-cells
 chambers:
   oven: {kind: watlow-f4t, temperature: 30 degC}
+  espec: {kind: espec, temperature: 40 degC, transport: pty}
 cells:
   A1:
     state: formed
+    chamber: oven
     potentiostat: keithley2450
-    jig: {kind: pneumatic, pressure: 3 MPa}
+    jig: {kind: pneumatic, pressure: 3 MPa, transport: pty}
   A2:
     cell: pouch-2x2cm
+    chamber: espec
     potentiostat: {kind: palmsens, transport: pty}
-    jig: {kind: bolted, preload: 2.5 MPa, transport: pty}
+    jig: {kind: bolted, preload: 2.5 MPa}
 eis:
-  eis-A1: {cell: A1}
+  eis-A1: {cell: A1, transport: pty}
 """
 
 
@@ -114,8 +118,9 @@ async def test_a_bench_file_with_two_cells_a_watlow_and_a_bolted_jig(tmp_path: P
     async with serve_bench(spec, SPEED) as sim:
         addresses = {instrument.name: instrument.address for instrument in sim.instruments}
         assert addresses["oven"].startswith("127.0.0.1:")
-        assert addresses["palmsens-A2"].startswith("/dev/")
-        assert addresses["gauge-A2"].startswith("/dev/")
+        on_pty = ["espec", "regulator-A1", "gauge-A1", "palmsens-A2", "eis-A1"]
+        assert all(addresses[name].startswith("/dev/") for name in on_pty), addresses
+        assert addresses["gauge-A2"].startswith("socket://127.0.0.1:")
         assert "regulator-A2" not in addresses
         config_path = tmp_path / "station.toml"
         config_path.write_text(sim.station_toml(data_folder=str(tmp_path)), encoding="utf-8")
@@ -129,6 +134,8 @@ async def test_a_bench_file_with_two_cells_a_watlow_and_a_bolted_jig(tmp_path: P
             assert station.jigs["A2"].fresh_value(3.0) == pytest.approx(2.5e6, rel=0.05)
             assert station.jigs["A1"].fresh_value(3.0) == pytest.approx(3e6, rel=0.05)
             assert station.chambers["oven"].fresh_value(3.0) == pytest.approx(30.0, abs=0.5)
+            assert station.chambers["espec"].fresh_value(3.0) == pytest.approx(40.0, abs=0.5)
+            assert station.channels["A1"].rig.capabilities.eis
             outcome, sink = await charge(station, "A1")
         assert outcome.state is JobState.COMPLETED, outcome.reason
         voltage = sink.column("Voltage / V")
@@ -136,6 +143,23 @@ async def test_a_bench_file_with_two_cells_a_watlow_and_a_bolted_jig(tmp_path: P
         assert np.nanmin(voltage) > 3.0 and np.nanmax(voltage) < 4.0
         assert sim.watlows["oven"].set_point_c == 30.0
         assert sim.bench.cells["A2"].cell.state.charge_in_ah == 0.0
+
+
+async def test_cells_in_the_room_formed_alike_without_jigs() -> None:
+    spec = load_bench_text("cellrig-bench: 1\ncells:\n  A1: {state: formed, jig: none}\n"
+                           "  A2: {state: formed, jig: none}\n", "room.yaml")
+    async with serve_bench(spec, SPEED) as sim:
+        assert [instrument.name for instrument in sim.instruments] == ["smu-A1", "smu-A2"]
+        first, second = (sim.bench.cells[name].cell.state for name in ("A1", "A2"))
+        assert (first.charge_in_ah, first.charge_out_ah, first.anode_ah, first.dead_ah) == (
+            second.charge_in_ah, second.charge_out_ah, second.anode_ah, second.dead_ah)
+        assert first.charge_out_ah == pytest.approx(0.635, rel=0.01)
+        config = load_station_text(sim.station_toml(), "room.toml")
+        assert config.name == "room" and not config.warnings
+        assert "chamber =" not in sim.station_toml() and "jig =" not in sim.station_toml()
+        async with open_station(config) as station:
+            assert list(station.channels) == ["A1", "A2"] and not station.unavailable
+            assert station.chambers == {} and station.jigs == {}
 
 
 def test_sim_serve_serves_a_bench_file_in_another_process(tmp_path: Path) -> None:
