@@ -376,7 +376,7 @@ class _BenchReader:
         wanted, refused = ("pressure", "preload") if pneumatic else ("preload", "pressure")
         for key in (refused, *(("piston_area",) if not pneumatic else ())):
             if (bad := table.key_node(key)) is not None:
-                self.ctx.report(bad, f"a {kind.value} jig has no {key.replace('_', ' ')}",
+                self.ctx.report(bad, f"a {kind.value} jig takes no {key}",
                                 expected=f"{wanted} for a {kind.value} jig",
                                 example=JIG_EXAMPLE if pneumatic else BOLTED_EXAMPLE)
         pressure_pa = self.positive(table.get(wanted), Kind.PRESSURE, wanted, DEFAULT_PRESSURE_PA)

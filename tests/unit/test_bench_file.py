@@ -118,7 +118,7 @@ MISTAKES = [
      "state 'fresh' is not one cellrig knows | one of as-built, formed"),
     ("cellrig-bench: 1\ncells:\n  A1: {potentiostat: keithley2450, jig: {kind: bolted, "
      "pressure: 3 MPa}}\n", (3, "pressure"),
-     "a bolted jig has no pressure | preload for a bolted jig"),
+     "a bolted jig takes no pressure | preload for a bolted jig"),
     ("cellrig-bench: 1\ncells:\n  A1: {potentiostat: {kind: keithley2450, transport: pty}}\n",
      (3, "pty"), "a Keithley 2450 is reached over TCP (VISA TCPIP::host::port::SOCKET): it has "
      "no pseudo-terminal"),
