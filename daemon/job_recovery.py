@@ -11,10 +11,11 @@ recording grid and the dV/dt window — so the resumed engine carries on from th
 reading. Only samples of the checkpoint's own step are folded (a step start always sends a
 checkpoint, so later samples can only belong to it).
 
-What a restart cannot know: readings the recording rules did not store between the last
-stored sample and the crash, and what the instrument did while the daemon was gone. Before
-continuing, the channel is made safe (output off) and the engine applies the step's command
-again; the gap is recorded in a ``job resume`` event.
+What a restart cannot know from the store: readings the recording rules did not store
+between the last stored sample and the crash, and what the instrument did while the daemon
+was gone. ``job_reconcile`` asks the instrument: one that kept sourcing the step has the
+outage accounted, any other is made safe (output off) and the engine applies the step's
+command again; the gap is recorded in a ``job resume`` event.
 """
 
 from __future__ import annotations
@@ -141,19 +142,31 @@ class RecoveryPlan:
     read), with the reason: they fail"""
 
 
-def resume_note(job: RecoveredJob, now_unix_s: float) -> Event:
+def resume_note(job: RecoveredJob, now_unix_s: float,
+                instrument: dict[str, Any] | None = None) -> Event:
     """The ``job resume`` event that says the job was picked up after a restart, with the
-    gap since it last stored anything and how many samples were folded in."""
+    gap since it last stored anything, how many samples were folded in and, in
+    ``instrument``, what reconciliation found (``outage_s`` and ``outage_charge_ah`` when
+    the instrument kept sourcing the step and the outage was accounted)."""
     gap_s = None if job.last_unix_s is None else max(now_unix_s - job.last_unix_s, 0.0)
     state = job.checkpoint or {}
     step = state.get("step") or {}
     message = "resumed after restart"
     if gap_s is not None:
         message += f"; {gap_s:.3g} s since the job last stored anything"
+    found = dict(instrument or {})
+    if "outage_s" in found:
+        message += (f"; the instrument kept sourcing the step: {found['outage_s']:.6g} s of "
+                    f"instrument time and {found['outage_charge_ah']:.6g} Ah accounted")
+        if found.get("cutoff_passed"):
+            message += f" (its cut-off, {found['cutoff_passed']}, was passed meanwhile)"
+    elif "instrument" in found:
+        message += f"; the instrument was {found['instrument']}: made safe"
     return Event(EventKind.JOB_RESUME, float(state.get("test_time_s", 0.0)), now_unix_s,
                  int(state.get("cycle", {}).get("number", 1)), int(state.get("step_count", 0)),
                  step.get("step_id"), message,
-                 {"gap_s": gap_s, "folded_samples": job.folded_samples, "paused": job.paused})
+                 {"gap_s": gap_s, "folded_samples": job.folded_samples, "paused": job.paused,
+                  **found})
 
 
 def _continued(reader: StoreReader, record: JobRecord) -> RecoveredJob:

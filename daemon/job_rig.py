@@ -56,8 +56,12 @@ class JobRig:
 
     def __init__(self, rig: ChannelRig, waits: ChamberWaits, *, poll_s: float,
                  report: WaitReport, check_stop: Callable[[], None],
-                 on_chamber: Callable[[bool], None] = lambda held: None) -> None:
+                 on_chamber: Callable[[bool], None] = lambda held: None,
+                 first_apply_at_s: float | None = None) -> None:
         self.rig = rig
+        self.first_apply_at_s = first_apply_at_s
+        """after a restart whose outage was accounted up to this instrument time: what the
+        first command returns as its time, so the engine counts on from there"""
         self.waits = waits
         self.poll_s = poll_s
         self.report = report
@@ -72,8 +76,12 @@ class JobRig:
         return self.rig.capabilities
 
     async def apply(self, command: Command) -> float:
-        """Set the source."""
-        return await self.rig.apply(command)
+        """Set the source; the first command after an accounted outage takes effect, for the
+        engine, where the accounting stopped (the instrument sourced it all along)."""
+        at_s = await self.rig.apply(command)
+        if self.first_apply_at_s is not None:
+            at_s, self.first_apply_at_s = min(self.first_apply_at_s, at_s), None
+        return at_s
 
     async def read(self) -> Block:
         """The next block, after letting the other channels' tasks run."""

@@ -54,6 +54,9 @@ class ActiveJob:
     paused: bool = False
     resume_note: Event | None = None
     """the "resumed after restart" event, sent before the engine starts"""
+    resume_at_s: float | None = None
+    """after a restart with the instrument still sourcing the step: the instrument time up
+    to which the outage is accounted; the engine's first command counts from it"""
     engine: Engine | None = None
     stop_reason: str | None = None
     ended: asyncio.Event = field(default_factory=asyncio.Event)
@@ -161,7 +164,8 @@ async def _run(job: ActiveJob, channel: JobChannel, store: Store, clock: Clock,
             holder[0].check_stop()
 
     rig = JobRig(channel.rig, waits, poll_s=settings.chamber_poll_s, report=report,
-                 check_stop=check_stop, on_chamber=limits.chamber)
+                 check_stop=check_stop, on_chamber=limits.chamber,
+                 first_apply_at_s=job.resume_at_s)
     engine = Engine(job.program, rig, sink, clock, checkpoint=job.checkpoint,
                     checkpoint_every_s=settings.checkpoint_every_s)
     holder.append(engine)

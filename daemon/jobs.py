@@ -32,6 +32,7 @@ from cellrig.daemon.control_api import (
 )
 from cellrig.daemon.job_groups import StartGroups
 from cellrig.daemon.job_live import LiveChannel
+from cellrig.daemon.job_reconcile import reconcile
 from cellrig.daemon.job_recovery import plan_recovery, resume_note
 from cellrig.daemon.job_rig import ChamberWaits
 from cellrig.daemon.job_run import ActiveJob, run_job
@@ -100,7 +101,9 @@ class JobManager:
 
     async def recover(self) -> list[int]:
         """Queue the store's unfinished jobs again: running and paused ones first, each at
-        the head of its channel's queue, continued from its checkpoint; returns their ids."""
+        the head of its channel's queue, continued from its checkpoint; returns their ids.
+        A potentiostat that kept sourcing the job's step meanwhile has the outage accounted
+        (``job_reconcile``); any other is made safe first."""
         plan = await self._read(plan_recovery)
         for record, reason in plan.broken:
             await self._set_state(record.id, JobState.FAILED, reason)
@@ -113,14 +116,12 @@ class JobManager:
                 await self._set_state(record.id, JobState.FAILED, f"channel {record.channel} "
                                       "is no longer in the station configuration")
                 continue
-            try:
-                async with asyncio.timeout(self.settings.safe_timeout_s):
-                    await channel.rig.safe()  # continue from a known state: output off
-            except Exception as exc:  # the worker's begin_job or first command will tell
-                log.error("%s: could not make the rig safe before resuming job %d: %s",
-                          record.channel, record.id, exc)
-            active = ActiveJob(record.id, job.program, job.checkpoint, job.paused,
-                               resume_note(job, now))
+            found = await reconcile(job.checkpoint, job.program, job.paused,
+                                    job.last_unix_s, channel.rig, self.station.clock,
+                                    self.settings.safe_timeout_s)
+            active = ActiveJob(record.id, job.program, found.checkpoint, job.paused,
+                               resume_note(job, now, found.data),
+                               resume_at_s=found.resume_at_s)
             self._pending[record.id] = active
             self._queues[record.channel].insert(0, record.id)
             self._wake[record.channel].set()

@@ -184,7 +184,8 @@ async def run_daemon(config: StationConfig, *, socket: Path, stop: asyncio.Event
         store = Store.open(store_path(config))
         try:
             notifier.status("opening the instruments")
-            async with open_station(config, timer=hooks.timer) as station:
+            resume = await asyncio.to_thread(running_channels, store)
+            async with open_station(config, timer=hooks.timer, resume=resume) as station:
                 for name, reason in station.unavailable.items():
                     log.error("channel %s is out of service: %s", name, reason,
                               extra=fields("channel-unavailable", channel=name))
@@ -203,6 +204,19 @@ async def run_daemon(config: StationConfig, *, socket: Path, stop: asyncio.Event
             notifier.status("closing the store")
             await asyncio.to_thread(store.close)
             log.info("store closed", extra=fields("store-closed", path=str(store.path)))
+
+
+def running_channels(store: Store) -> frozenset[str]:
+    """The channels whose job was running when the daemon stopped: opened without a reset,
+    so recovery can read what their potentiostats did meanwhile (docs/jobs.md, Recovery)."""
+    from .store_schema import JobState
+
+    reader = store.reader()
+    try:
+        return frozenset(record.channel for record in reader.unfinished_jobs()
+                         if record.state is JobState.RUNNING)
+    finally:
+        reader.close()
 
 
 async def _serve(config: StationConfig, station: Station, manager: JobManager, store: Store,

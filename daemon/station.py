@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Collection, Mapping
 from dataclasses import dataclass, field
 
 from cellrig.daemon.channel_rig import ChannelRig, SafeAction
@@ -174,19 +174,24 @@ class Station:
 async def open_station(config: StationConfig, *, timer: Timer | None = None,
                        on_event: EventCallback | None = None,
                        settings: SupervisorSettings | None = None,
-                       open_timeout_s: float = OPEN_TIMEOUT_S) -> AsyncIterator[Station]:
+                       open_timeout_s: float = OPEN_TIMEOUT_S,
+                       resume: Collection[str] = ()) -> AsyncIterator[Station]:
     """Opens every instrument (drivers own their transports as async context managers),
     puts each in its safe state, builds channels; closes everything on exit.
 
     ``timer`` replaces the station's time (by default the machine's, or the bench clock's
     when the station has model instruments); ``on_event`` receives every supervisor's safety
     events; ``settings`` replaces the supervisors' (scaled to the bench's speed otherwise).
+    ``resume`` names the channels whose running job the daemon continues: their
+    potentiostats are neither reset nor switched off on opening (a Keithley found sourcing is
+    left sourcing), so recovery can read what they did meanwhile and make them safe itself.
     """
     from cellrig.daemon.station_build import build_station
 
     async with contextlib.AsyncExitStack() as stack:
         station = await build_station(config, stack, timer=timer, on_event=on_event,
-                                      settings=settings, open_timeout_s=open_timeout_s)
+                                      settings=settings, open_timeout_s=open_timeout_s,
+                                      resume=frozenset(resume))
         try:
             yield station
         finally:

@@ -8,7 +8,8 @@
 3. One :class:`SharedChamber` per chamber, whatever the number of channels in it.
 4. Every channel, concurrently: its potentiostat and EIS ports, its jig (a pneumatic jig opens
    its regulator and gauge and starts its pressure loop; a bolted jig its force monitor), its
-   :class:`ChannelRig`, put in its safe state (output off), and its supervisor. A channel
+   :class:`ChannelRig`, put in its safe state (output off) unless it has a job to resume
+   (``resume``: recovery reads the instrument first and decides), and its supervisor. A channel
    whose instruments did not open, or whose build fails, is recorded as unavailable.
 5. A first reading of every chamber and jig (a failed one is logged and left to the pollers).
 
@@ -68,6 +69,7 @@ class _Build:
     settings: SupervisorSettings
     on_event: EventCallback | None
     open_timeout_s: float
+    resume: frozenset[str] = frozenset()
 
     def period_s(self, period_s: float) -> float:
         return scaled_period_s(period_s, self.speed, MIN_REAL_POLL_S)
@@ -124,7 +126,8 @@ async def _open_all(config: StationConfig, context: OpenContext,
 async def build_station(config: StationConfig, stack: contextlib.AsyncExitStack, *,
                         timer: Timer | None, on_event: EventCallback | None,
                         settings: SupervisorSettings | None,
-                        open_timeout_s: float) -> Station:
+                        open_timeout_s: float,
+                        resume: frozenset[str] = frozenset()) -> Station:
     """The station, its instruments entered on ``stack`` (see the module)."""
     model = None
     if any(item.driver is Driver.MODEL for item in config.instruments.values()):
@@ -132,10 +135,10 @@ async def build_station(config: StationConfig, stack: contextlib.AsyncExitStack,
     chosen: Timer = timer if timer is not None else (
         model.timer if model is not None else SystemTimer())
     speed = chosen.speed if isinstance(chosen, BenchTimer) else 1.0
-    opened, failures = await _open_all(config, OpenContext(config, model), stack,
+    opened, failures = await _open_all(config, OpenContext(config, model, resume), stack,
                                        open_timeout_s)
     build = _Build(config, stack, chosen, speed, opened, failures, {},
-                   settings or supervisor_settings(speed), on_event, open_timeout_s)
+                   settings or supervisor_settings(speed), on_event, open_timeout_s, resume)
     for name, instrument in opened.items():
         if instrument.chamber is not None:
             build.chambers[name] = SharedChamber(
@@ -199,7 +202,8 @@ async def _channel(build: _Build, channel: ChannelConfig) -> StationChannel:
         raise ChannelUnavailable(f"{channel.chamber} is not a chamber")
     jig = await _jig(build, channel)
     rig = ChannelRig(channel.name, potentiostat, eis=eis, chamber=chamber, jig=jig)
-    await rig.safe()
+    if channel.name not in build.resume:  # a job to resume: recovery reads it first
+        await rig.safe()
     supervisor = ChannelSupervisor(rig, timer=build.timer, hard_limits=channel.limits,
                                    on_event=build.on_event, settings=build.settings)
     return StationChannel(channel.name, channel, rig, supervisor, chamber, jig, described)

@@ -10,7 +10,9 @@ model bench), and closed by the station's exit stack.
 =============== ============================================ ==============================
 driver          provides                                     opened by
 =============== ============================================ ==============================
-keithley2450    potentiostat (its one channel)               the station (reset, output off)
+keithley2450    potentiostat (its one channel)               the station (reset, output off;
+                                                             left sourcing for a job that
+                                                             resumes, see ``resume``)
 palmsens        potentiostat (channel 1), EIS (one sweep at  the station (abort, identify)
                 a time however many channels share it)
 espec           chamber                                      the station
@@ -67,6 +69,9 @@ class OpenContext:
 
     station: StationConfig
     model: ModelBench | None
+    resume: frozenset[str] = frozenset()
+    """channels with a job to resume: their potentiostats are read before any reset, and one
+    found sourcing is left as it is (every other channel is made safe at once)"""
 
 
 @dataclass
@@ -144,6 +149,7 @@ async def open_keithley(config: InstrumentConfig, context: OpenContext,
     driver = Keithley2450.over_visa(
         config.address, limits=channel_limits(channel), instrument=config.name,
         max_poll_interval_s=max(1.0, time_scale),
+        reset_on_open=channel.name not in context.resume,
         **_common(options, "timeout_s", "model", "nplc", "four_wire", "time_scale"))
     await stack.enter_async_context(driver)
     return OpenInstrument(config, potentiostat=lambda _: driver)

@@ -23,6 +23,12 @@ count in the same message). When the command asks for readings faster than
 ``buffered_below_s``, the instrument times them itself: a ``SimpleLoop`` trigger-model template
 fills ``defbuffer1`` and :meth:`read` fetches what is new with ``:TRACe:DATA?``.
 
+Opened with ``reset_on_open=False`` (a restart whose job goes on), the driver first reads
+what the instrument does, by queries only (:meth:`Keithley2450.source_state`); an instrument
+whose output is on with the protection the driver sets is left sourcing and adopted as it is
+(the next :meth:`apply` of the same setting sends nothing but its reading), any other is reset
+and configured as usual.
+
 Failures: every wire problem is an :class:`InstrumentError` naming instrument, address and
 command. A reading that fails (timeout, garbage, dropped connection) is retried ``retries``
 times — after reconnecting with backoff when the connection dropped — and then raised; an
@@ -52,6 +58,7 @@ from cellrig.drivers.keithley2450_models import (
     parse_numbers,
 )
 from cellrig.drivers.keithley2450_setup import (
+    CURRENT,
     READ_QUERY,
     RESET,
     SWITCH_OFF,
@@ -63,8 +70,15 @@ from cellrig.drivers.keithley2450_setup import (
     setting_commands,
     source_setting,
 )
+from cellrig.drivers.keithley2450_state import (
+    STATE_QUERY,
+    TRIPPED_QUERY,
+    parse_state,
+    parse_tripped,
+    same_setting,
+)
 from cellrig.drivers.keithley2450_timebase import RelativeTimebase
-from cellrig.drivers.ports import Identity
+from cellrig.drivers.ports import Identity, SourceState
 from cellrig.drivers.visa_link import MessageTransport, VisaLink
 from cellrig.errors import (
     ConnectionLost,
@@ -91,7 +105,8 @@ class Keithley2450:
                  model: str = "2450", nplc: float = 1.0, four_wire: bool = True,
                  time_scale: float = 1.0, max_poll_interval_s: float = 1.0,
                  buffered_below_s: float = 0.05, retries: int = 1,
-                 backoff: Backoff | None = None, reconnect_attempts: int = 5) -> None:
+                 backoff: Backoff | None = None, reconnect_attempts: int = 5,
+                 reset_on_open: bool = True) -> None:
         if model not in MODELS:
             raise ValueError(f"unknown model {model!r}; known: {', '.join(MODELS)}")
         self.transport = transport
@@ -104,6 +119,10 @@ class Keithley2450:
         self.retries = retries
         self.backoff = backoff or Backoff(initial_s=0.2, max_s=5.0)
         self.reconnect_attempts = reconnect_attempts
+        self.reset_on_open = reset_on_open
+        self.found_state: SourceState | None = None
+        """what the instrument was doing when opened without a reset (None: it was reset)"""
+        self._adopted: SourceSetting | None = None
         self.identity: Identity | None = None
         self.line_frequency_hz = 50.0
         self.timebase = RelativeTimebase(time_scale)
@@ -146,10 +165,39 @@ class Keithley2450:
             await self.transport.close()
 
     async def connect(self) -> Identity:
-        """Identify, reset and configure (the output ends off, high impedance)."""
+        """Identify, reset and configure (the output ends off, high impedance); without
+        ``reset_on_open``, an instrument found sourcing under the driver's protection is
+        adopted as it is instead."""
         identity = await self.identify()
+        if not self.reset_on_open and await self._adopt():
+            return identity
         await self.configure()
         return identity
+
+    async def _adopt(self) -> bool:
+        """Keep an instrument that sources with the protection this driver sets: read its
+        state and line frequency, reset nothing. False when it must be configured afresh."""
+        protection = self.model.protection(self.limits.max_voltage_v)
+        async with self.transport.lock:
+            # a loop a previous session left running stops; the source stays as it is
+            await self.transport.write(":ABOR;*CLS")
+            settings = (await self.transport.query(VERIFY_QUERY)).strip().upper()
+            frequency = parse_numbers(await self.transport.query(":SYST:LFR?"))
+        if settings != f"HIMP;HIMP;{protection}" or frequency is None or len(frequency) != 1:
+            log.warning("%s: not as this driver left it (%r); resetting it",
+                        self.transport.instrument, settings)
+            return False
+        self.line_frequency_hz = frequency[0]
+        self._configured = True  # source_state reads through the configured paths
+        state = await self.source_state()
+        if not state.output_on:
+            self._configured = False
+            return False
+        self.found_state = state
+        log.info("%s: found sourcing (%s %.7g, limit %.7g%s); left as it is",
+                 self.transport.instrument, state.mode.value, state.level, state.limit,
+                 ", in compliance" if state.in_compliance else "")
+        return True
 
     # -- identity and configuration -------------------------------------------------------------
 
@@ -211,6 +259,7 @@ class Keithley2450:
             await self.transport.write("*CLS")
             await self.transport.write(RESET)
             self._setting, self._output_on, self._buffered, self._pending = None, False, None, None
+            self._adopted = None
             for command in commands:
                 await self.transport.write(command)
             await self._check_errors([RESET, *commands])
@@ -231,6 +280,57 @@ class Keithley2450:
         async with self.transport.lock:
             await self._check_errors([])
 
+    # -- reading the source without changing it -------------------------------------------------
+
+    async def source_state(self) -> SourceState:
+        """What the instrument sources now and one reading, by queries only (see
+        :mod:`cellrig.drivers.keithley2450_state`). A source found on is adopted: an
+        :meth:`apply` of the same setting next sends no setting, only its reading."""
+        async with self.transport.lock:
+            await self._stop_buffered()
+            reply = await self.transport.query(STATE_QUERY)
+            found = parse_state(reply)
+            if found is None:
+                raise self._error(MalformedReply, f"not a source state: {reply!r}",
+                                  STATE_QUERY)
+            previous_s = None
+            if found.buffer_end > 0:
+                query = f':TRAC:DATA? {found.buffer_end}, {found.buffer_end}, "defbuffer1", REL'
+                values = parse_numbers(await self.transport.query(query))
+                if values is None or len(values) != 1:
+                    raise self._error(MalformedReply, "not a relative time", query)
+                previous_s = values[0]
+            setting = found.setting if found.output_on else None
+            self._pending = None
+            block = await self._measure([], setting)
+            tripped = parse_tripped(await self.transport.query(TRIPPED_QUERY),
+                                    found.setting.function)
+            if tripped is None:
+                raise self._error(MalformedReply, "not the limits' states", TRIPPED_QUERY)
+        relative_s = float(block.time_s[0]) - self.timebase.offset_s
+        since_s = (None if previous_s is None or relative_s < previous_s
+                   else relative_s - previous_s)
+        self._setting, self._output_on = setting, found.output_on
+        self._adopted = setting
+        mode = (Mode.OFF if not found.output_on else
+                Mode.CURRENT if found.setting.function == CURRENT else Mode.VOLTAGE)
+        return SourceState(found.output_on, mode, found.setting.level, found.setting.limit,
+                           found.output_on and tripped, float(block.voltage_v[0]),
+                           float(block.current_a[0]), float(block.time_s[0]),
+                           self.timebase.time_scale, since_s)
+
+    def sources(self, state: SourceState, command: Command) -> bool:
+        """Whether ``state`` is ``command`` as this driver sources it (a discharge as the
+        voltage source at its bound it chose when the step started above the bound)."""
+        if not state.output_on:
+            return False
+        try:
+            wanted = source_setting(command, self.limits, None)
+        except SettingRefused:
+            return False
+        function = CURRENT if state.mode is Mode.CURRENT else VOLTAGE
+        return same_setting(SourceSetting(function, state.level, state.limit), wanted)
+
     # -- the potentiostat port ------------------------------------------------------------------
 
     async def apply(self, command: Command) -> float:
@@ -239,6 +339,10 @@ class Keithley2450:
             raise self._error(InstrumentError, "not configured (use 'async with')", None)
         try:
             setting = source_setting(command, self.limits, self._last_voltage_v)
+            adopted, self._adopted = self._adopted, None
+            if adopted is not None and same_setting(adopted, source_setting(
+                    command, self.limits, None)):
+                setting = adopted  # the source found on after a restart: keep it as it is
         except SettingRefused as refused:
             raise self._error(InstrumentError, str(refused), None) from refused
         async with self.transport.lock:
@@ -380,7 +484,7 @@ class Keithley2450:
                 return block
 
     async def _switch_off(self) -> None:
-        self._buffered = None
+        self._buffered, self._adopted = None, None
         state = (await self.transport.query(SWITCH_OFF)).strip()
         self._output_on = False
         if state != "0":

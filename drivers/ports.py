@@ -16,10 +16,10 @@ raised as :class:`cellrig.errors.InstrumentError` (or a subclass).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from cellrig.protocols.program import EisStep
-from cellrig.protocols.rig import Block, Capabilities, Command, JigKind, Spectrum
+from cellrig.protocols.rig import Block, Capabilities, Command, JigKind, Mode, Spectrum
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +59,47 @@ class PotentiostatPort(Protocol):
 
     async def safe(self) -> None:
         """Output off, high impedance: the cell is left floating, not loaded."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class SourceState:
+    """What a potentiostat is doing now, read without changing it (after a restart, before
+    anything is reset): whether it sources, what, and one reading with its instrument time.
+
+    ``mode`` is the instrument's own source function (``CURRENT`` or ``VOLTAGE``; ``OFF`` when
+    the output is off), ``level`` its setpoint (A or V) and ``limit`` the magnitude of the
+    other quantity's limit (V or A). ``in_compliance``: the limit holds the source now (a
+    current source clamped at its voltage limit, or a voltage source at its current limit).
+    ``time_s`` is the reading's time on the driver's clock (the one :meth:`PotentiostatPort.
+    apply` returns), ``time_scale`` the instrument seconds per host second (1 on hardware).
+    ``since_last_reading_s``: the instrument's own time since the last reading it had stored
+    before this one (None when its buffer was empty or cleared).
+    """
+
+    output_on: bool
+    mode: Mode
+    level: float
+    limit: float
+    in_compliance: bool
+    voltage_v: float
+    current_a: float
+    time_s: float
+    time_scale: float = 1.0
+    since_last_reading_s: float | None = None
+
+
+@runtime_checkable
+class SourceReader(Protocol):
+    """A potentiostat that can say what it is doing without changing it, and whether that is
+    a given command as it would source it (an optional part of the potentiostat port)."""
+
+    async def source_state(self) -> SourceState:
+        """The source and one reading, by queries only (nothing is reset or switched)."""
+        ...
+
+    def sources(self, state: SourceState, command: Command) -> bool:
+        """Whether ``state`` is ``command`` as this instrument sources it."""
         ...
 
 

@@ -243,3 +243,46 @@ async def test_a_single_bad_reply_is_retried_and_the_step_goes_on(rig: Setup) ->
     assert block.current_a[0] == pytest.approx(0.3, rel=1e-6)
     assert rig.server.connections == 2
     assert rig.emulator.output_on
+
+
+async def test_opened_without_a_reset_a_sourcing_instrument_is_read_and_kept(
+        half_charged: Setup) -> None:
+    rig = half_charged
+    discharge = Command(Mode.CURRENT, current_a=-0.3, voltage_limit_v=3.0)
+    await rig.driver.apply(discharge)  # a voltage source at 3.0 V sinking at most 0.3 A
+    await rig.driver.read()
+    await rig.bench.clock.sleep(60.0)
+    # a restarted daemon opens the instrument again, its job to resume
+    again = Keithley2450.over_visa(rig.server.resource, limits=LIMITS, timeout_s=0.3,
+                                   time_scale=SPEED, reset_on_open=False)
+    async with again:
+        found = again.found_state
+        assert found is not None and found.output_on and found.mode is Mode.VOLTAGE
+        assert (found.level, found.limit) == (pytest.approx(3.0), pytest.approx(0.3))
+        assert found.in_compliance and found.current_a == pytest.approx(-0.3, rel=1e-6)
+        assert found.voltage_v > 3.0 and found.time_scale == SPEED
+        # the instrument's own time since the other session's last reading
+        assert found.since_last_reading_s is not None and found.since_last_reading_s >= 60.0
+        assert again.sources(found, discharge)
+        assert not again.sources(found, Command(Mode.CURRENT, current_a=-0.2,
+                                                voltage_limit_v=3.0))
+        assert not again.sources(found, Command(Mode.REST))
+        received = rig.emulator.commands_received
+        at_s = await again.apply(discharge)
+        assert rig.emulator.commands_received == received + 1  # its reading, no setting
+        assert at_s > found.time_s and rig.emulator.output_on
+        assert rig.emulator.source_function == "VOLTage"
+        state = await again.source_state()  # queries only: it still sources the same
+        assert state.output_on and state.level == pytest.approx(3.0)
+    assert not rig.emulator.output_on  # closing switches it off, as ever
+
+
+async def test_opened_without_a_reset_an_instrument_found_off_is_reset(rig: Setup) -> None:
+    await rig.driver.safe()
+    await rig.emulator.execute(":SOUR:FUNC VOLT")  # left in another state by someone
+    again = Keithley2450.over_visa(rig.server.resource, limits=LIMITS, timeout_s=0.3,
+                                   time_scale=SPEED, reset_on_open=False)
+    async with again:
+        assert again.found_state is None
+        assert rig.emulator.source_function == "CURRent"  # configured afresh
+        assert rig.emulator.off_modes == {"CURRent": "HIMPedance", "VOLTage": "HIMPedance"}
