@@ -24,6 +24,9 @@ from typing import Protocol
 
 log = logging.getLogger(__name__)
 
+#: How long closing waits for the connections' handlers to return.
+CLOSE_WAIT_S = 1.0
+
 
 @dataclass
 class WireFaults:
@@ -111,6 +114,7 @@ class LineServer:
         self.faults = faults if faults is not None else WireFaults()
         self._tcp: asyncio.Server | None = None
         self._tcp_writers: set[asyncio.StreamWriter] = set()
+        self._tcp_handlers: set[asyncio.Task[object]] = set()
         self._pty_fds: tuple[int, int] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -141,6 +145,11 @@ class LineServer:
             self._tcp.close()
             for writer in list(self._tcp_writers):
                 writer.close()
+            # let the connections' handlers see their end and return: one still running when
+            # the event loop stops is cancelled, and Python 3.11's stream callback then logs
+            # the cancellation as an error
+            if self._tcp_handlers:
+                await asyncio.wait(list(self._tcp_handlers), timeout=CLOSE_WAIT_S)
             await self._tcp.wait_closed()
             self._tcp = None
         if self._pty_fds is not None:
@@ -163,6 +172,10 @@ class LineServer:
 
     async def _serve_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._tcp_writers.add(writer)
+        handler = asyncio.current_task()
+        if handler is not None:
+            self._tcp_handlers.add(handler)
+            handler.add_done_callback(self._tcp_handlers.discard)
         session = _Session(self, writer.write, writer.close)
         try:
             while not writer.is_closing():
