@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from cellrig.daemon.channel_rig import ChannelRig
@@ -57,8 +57,12 @@ class JobRig:
     def __init__(self, rig: ChannelRig, waits: ChamberWaits, *, poll_s: float,
                  report: WaitReport, check_stop: Callable[[], None],
                  on_chamber: Callable[[bool], None] = lambda held: None,
-                 first_apply_at_s: float | None = None) -> None:
+                 first_apply_at_s: float | None = None,
+                 before_apply: Callable[[], Awaitable[None]] | None = None) -> None:
         self.rig = rig
+        self.before_apply = before_apply
+        """awaited before every command reaches the instrument (the job's store committing
+        what the engine sent before it: see ``job_run``)"""
         self.first_apply_at_s = first_apply_at_s
         """after a restart whose outage was accounted up to this instrument time: what the
         first command returns as its time, so the engine counts on from there"""
@@ -78,6 +82,8 @@ class JobRig:
     async def apply(self, command: Command) -> float:
         """Set the source; the first command after an accounted outage takes effect, for the
         engine, where the accounting stopped (the instrument sourced it all along)."""
+        if self.before_apply is not None:
+            await self.before_apply()
         at_s = await self.rig.apply(command)
         if self.first_apply_at_s is not None:
             at_s, self.first_apply_at_s = min(self.first_apply_at_s, at_s), None

@@ -31,6 +31,7 @@ from cellrig.daemon.job_rig import ChamberWaits, JobRig
 from cellrig.daemon.job_station import JobChannel, JobSettings
 from cellrig.daemon.store import Store
 from cellrig.daemon.store_schema import JobState
+from cellrig.drivers.ports import SourceReader
 from cellrig.errors import CellrigError
 from cellrig.protocols.clock import Clock
 from cellrig.protocols.engine import Engine, Event, EventKind
@@ -163,9 +164,18 @@ async def _run(job: ActiveJob, channel: JobChannel, store: Store, clock: Clock,
         if holder:
             holder[0].check_stop()
 
+    write_ahead = None
+    if isinstance(channel.rig.potentiostat, SourceReader):
+        # An instrument that goes on sourcing without the daemon gets no command the store
+        # does not have: the step start (its checkpoint) is committed before the step's
+        # command is sent, so after a kill the stored step is the one the instrument sources
+        # and recovery can account what it did meanwhile.
+        async def write_ahead() -> None:
+            await asyncio.to_thread(store.flush, settings.store_timeout_s)
+
     rig = JobRig(channel.rig, waits, poll_s=settings.chamber_poll_s, report=report,
                  check_stop=check_stop, on_chamber=limits.chamber,
-                 first_apply_at_s=job.resume_at_s)
+                 first_apply_at_s=job.resume_at_s, before_apply=write_ahead)
     engine = Engine(job.program, rig, sink, clock, checkpoint=job.checkpoint,
                     checkpoint_every_s=settings.checkpoint_every_s)
     holder.append(engine)

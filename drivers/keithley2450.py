@@ -123,6 +123,7 @@ class Keithley2450:
         self.found_state: SourceState | None = None
         """what the instrument was doing when opened without a reset (None: it was reset)"""
         self._adopted: SourceSetting | None = None
+        self._previous_session_s: float | None = None
         self.identity: Identity | None = None
         self.line_frequency_hz = 50.0
         self.timebase = RelativeTimebase(time_scale)
@@ -310,6 +311,12 @@ class Keithley2450:
         relative_s = float(block.time_s[0]) - self.timebase.offset_s
         since_s = (None if previous_s is None or relative_s < previous_s
                    else relative_s - previous_s)
+        if self._previous_session_s is None and since_s is not None:
+            # the first look of this session: the buffer's last reading is the previous
+            # session's; later looks count from it too
+            self._previous_session_s = float(block.time_s[0]) - since_s
+        if self._previous_session_s is not None:
+            since_s = float(block.time_s[0]) - self._previous_session_s
         self._setting, self._output_on = setting, found.output_on
         self._adopted = setting
         mode = (Mode.OFF if not found.output_on else

@@ -5,16 +5,17 @@ After at least ten kills the job must complete, every restart must have picked i
 (one ``resumed after restart`` event each), and its record must be whole: sample ids rising,
 no sample stored twice, steps and cycles in order, every cycle summarised once.
 
-What the record cannot hold is what the cell did while no daemon was running: the emulated
-Keithley keeps sourcing until the restarted daemon opens it again (as a real one does), and
-nobody reads it meanwhile, not even to stop at a cut-off (so a later step may have more to
-do). With ten restarts of one to three seconds in a run of well under a minute, that is a
-large share of the bench time, so the cycle table is compared with an uninterrupted run of the
-same protocol on the same cell model only through bounds: every cycle's capacities within the
-most the outages can have passed (their length × the bench speed × the step current) and 5 %,
-and the charge counted plus that at least 95 % of what the uninterrupted run counted. These
-bounds are loose; ``test_job_recovery.py`` checks the exact equality where the instrument
-does not move on without the daemon.
+The emulated Keithley keeps sourcing while no daemon runs, as a real one does: each restart
+opens it without a reset, finds it sourcing the stored step and accounts the outage (its length
+in bench time, its charge). With ten restarts of one to three seconds in a run of well under a
+minute, the outages are a large share of the bench time (about 7,000 of 10,000 s), so the
+cycle table says whether they were accounted: each cycle's charge and discharge capacity must
+be within ``TOLERANCE`` (1.5 %) of an uninterrupted run of the same protocol on the same bench
+through the same drivers. One thing no accounting undoes: an outage in which the instrument
+went past a step's cut-off (nobody read it to stop there; it held the cut-off voltage) left the
+cell where the uninterrupted run never took it, and such an outage's charge is allowed on top,
+for its cycle and the next. ``test_job_recovery.py`` checks the exact equality where the
+instrument does not move on without the daemon.
 """
 
 from __future__ import annotations
@@ -34,17 +35,29 @@ import numpy as np
 import pytest
 from daemon_fixtures import DaemonProcess, cellrig, short_folder
 
+from cellrig.daemon.station import open_station
+from cellrig.daemon.station_config import load_station_text
 from cellrig.daemon.store_read import StoreReader
-from cellrig.protocols.clock import VirtualClock
 from cellrig.protocols.document import load_protocol_text
 from cellrig.protocols.engine import Engine, ListSink
 from cellrig.protocols.resolve import resolve
-from cellrig.simulators.bench import Bench
-from cellrig.simulators.model_rig import ModelRig
+from cellrig.simulators.sim_station import serve_sim_station
 
 pytestmark = pytest.mark.integration
 
 SPEED = 300.0
+#: The uninterrupted run's bench speed (in this process, so faster: ~10 s).
+UNINTERRUPTED_SPEED = 1000.0
+#: Each cycle's capacities against the uninterrupted run. Where the two runs differ when no
+#: outage passed a cut-off: where a step ends (the first reading at or past its cut-off, one
+#: every 30 s of bench time; at the cut-off the Keithley holds the voltage, so each run may
+#: pass up to 30 s × 0.3 A = 2.5 mAh more, 0.7 % of a half cycle), and each outage's length,
+#: measured on the host from the last stored sample to the reading after the restart (a few
+#: milliseconds of latency, about a second of bench time at this speed: under 0.1 mAh each,
+#: ten of them 0.3 %). 1.5 % holds both with a margin; seen: 0.1-0.2 %.
+TOLERANCE = 0.015
+#: Bench seconds the host's and the instrument's measures of an outage may disagree by.
+CLOCK_SLACK_S = 5.0
 KILLS = 10
 CURRENT_A = 0.3
 PROTOCOL = """cellrig: 1
@@ -100,12 +113,20 @@ def job_state(store: Path, job_id: int) -> str:
         return reader.job(job_id).state.value
 
 
-def uninterrupted_cycles() -> list[tuple[float, float]]:
-    """(charge, discharge) per cycle of the protocol on the same cell, never interrupted."""
+async def wire_cycles(speed: float) -> list[tuple[float, float]]:
+    """(charge, discharge) per cycle of the protocol run without interruption on the same
+    bench (``cellrig sim serve``'s, served here) through the same drivers."""
     program = resolve(load_protocol_text(PROTOCOL, "chaos.yaml"))
-    sink = ListSink(keep_checkpoints=False)
-    asyncio.run(Engine(program, ModelRig(Bench.default().cells["cell-1"]), sink,
-                       VirtualClock()).run())
+    async with serve_sim_station(1, speed) as sim:
+        config = load_station_text(sim.station_toml(), "sim.toml")
+        async with open_station(config) as station:
+            channel = station.channels["A1"]
+            sink = ListSink(keep_checkpoints=False)
+            channel.supervisor.begin_job(program.limits)
+            try:
+                await Engine(program, channel.rig, sink, station.clock).run()
+            finally:
+                channel.supervisor.end_job()
     return [(c.charge_capacity_ah, c.discharge_capacity_ah) for c in sink.cycles]
 
 
@@ -142,7 +163,6 @@ def test_a_job_survives_ten_kills_of_its_daemon() -> None:
     assert job.state.value == "completed", job.reason
     resumes = [e.event for e in events if e.event.message.startswith("resumed after restart")]
     assert len(resumes) == KILLS
-    gaps_s = [float(e.data["gap_s"]) for e in resumes if e.data.get("gap_s") is not None]
     # the record is whole: nothing twice, nothing out of order
     assert np.all(np.diff(samples.ids) > 0)
     columns = samples.columns
@@ -155,15 +175,32 @@ def test_a_job_survives_ten_kills_of_its_daemon() -> None:
     assert len(keys) == len(samples), "a sample stored twice"
     assert [c.cycle for c in cycles] == [1, 2]
     assert [e.event.kind.value for e in events].count("job end") == 1
-    # the cycle table against the uninterrupted run, through the outages' bounds
-    reference = uninterrupted_cycles()
+    # every restart found the instrument sourcing the stored step (the store gets a step's
+    # start before the instrument gets its command) and accounted the outage; the host's
+    # measure of it agrees with the instrument's own clock (which counts from the last reading
+    # taken, not the last one stored: a little less)
+    notes = resumes
+    for note in notes:
+        assert note.data["instrument"] == "sourcing the step", note.message
+        since_s = note.data["instrument_since_last_reading_s"]
+        assert since_s is None or note.data["outage_s"] >= since_s - CLOCK_SLACK_S, note.data
+    # the cycle table against an uninterrupted run on the same bench and drivers
+    reference = asyncio.run(wire_cycles(UNINTERRUPTED_SPEED))
     assert len(reference) == len(cycles)
-    outage_ah = sum(gaps_s) * SPEED * CURRENT_A / 3600.0
+    rows = []
     for got, (charge_ah, discharge_ah) in zip(cycles, reference, strict=True):
-        assert abs(got.charge_capacity_ah - charge_ah) <= outage_ah + 0.05 * charge_ah
-        assert abs(got.discharge_capacity_ah - discharge_ah) <= outage_ah + 0.05 * discharge_ah
-    counted_ah = sum(c.charge_capacity_ah + c.discharge_capacity_ah for c in cycles)
-    expected_ah = sum(charge + discharge for charge, discharge in reference)
-    print(f"counted {counted_ah:.4f} Ah, uninterrupted {expected_ah:.4f} Ah, outages at most "
-          f"{outage_ah:.4f} Ah over {sum(gaps_s):.1f} s")
-    assert counted_ah + outage_ah >= 0.95 * expected_ah
+        # an outage that went past its step's cut-off left the cell where an uninterrupted
+        # run never takes it (held at 4.2 V or 3.0 V meanwhile): real charge, counted, but
+        # not the reference's; it moves this cycle and the next, by at most what it passed
+        beyond_ah = sum(abs(float(note.data["outage_charge_ah"])) for note in notes
+                        if note.data.get("cutoff_passed") and got.cycle - 1 <= note.cycle
+                        <= got.cycle)
+        for name, value, want in (("charge", got.charge_capacity_ah, charge_ah),
+                                  ("discharge", got.discharge_capacity_ah, discharge_ah)):
+            rows.append(f"cycle {got.cycle} {name}: {value:.5f} Ah, uninterrupted {want:.5f} Ah "
+                        f"({value - want:+.5f}; allowed {TOLERANCE * want + beyond_ah:.5f})")
+            assert abs(value - want) <= TOLERANCE * want + beyond_ah, rows[-1]
+    outage_s = sum(float(note.data["outage_s"]) for note in notes)
+    accounted_ah = sum(abs(float(note.data["outage_charge_ah"])) for note in notes)
+    print(f"{len(notes)} outages, {outage_s:.0f} s of bench time, {accounted_ah:.4f} Ah "
+          "accounted;", "; ".join(rows))

@@ -170,7 +170,8 @@ async def test_an_outage_in_a_cc_step_is_accounted_from_the_instrument() -> None
     # what the cell received is what the job counted (an uninterrupted run counts the same):
     # the step ended by its own clock at 60 minutes, outage included
     counted_ah = cycles[0].charge_capacity_ah
-    print(f"outage {data['outage_s']:.1f} s of instrument time ({outage_real_s:.2f} s real), "
+    print(f"outage {data['outage_s']:.1f} s of instrument time ({outage_real_s:.2f} s real, "
+          f"{data['instrument_since_last_reading_s']:.1f} s since the last reading), "
           f"{data['outage_charge_ah']:.5f} Ah accounted; counted {counted_ah:.5f} Ah, the cell "
           f"received {received_ah:.5f} Ah")
     assert counted_ah == pytest.approx(received_ah, rel=2e-3)
