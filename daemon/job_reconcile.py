@@ -169,7 +169,7 @@ async def reconcile(checkpoint: dict[str, Any] | None, program: Program, paused:
     found = None if step is None else step_command(program, step, int(step_state["phase"]))
     if (paused or found is None or last_unix_s is None or checkpoint is None
             or checkpoint.get("ended") is not None or not isinstance(port, SourceReader)):
-        await _safe(rig, timeout_s)
+        await make_safe(rig, timeout_s)
         return Reconciled(checkpoint)
     assert step is not None
     command, cv = found
@@ -178,13 +178,13 @@ async def reconcile(checkpoint: dict[str, Any] | None, program: Program, paused:
             state = await port.source_state()
     except Exception as exc:  # reported, then the rig is made safe
         log.error("%s: could not read the instrument's state: %s", rig.name, exc)
-        await _safe(rig, timeout_s)
+        await make_safe(rig, timeout_s)
         return Reconciled(checkpoint, data={"instrument": f"not read: {exc}"})
     now_unix_s = clock.unix_now()
     if not port.sources(state, command):
         what = "off" if not state.output_on else (
             f"sourcing {state.mode.value} {state.level:.7g} (limit {state.limit:.7g})")
-        await _safe(rig, timeout_s)
+        await make_safe(rig, timeout_s)
         return Reconciled(checkpoint, data={"instrument": what})
     gap_s = max(now_unix_s - last_unix_s, 0.0) * state.time_scale
     charge_ah, energy_wh = outage_amounts(state, step_state.get("last_current_a"),
@@ -202,7 +202,9 @@ async def reconcile(checkpoint: dict[str, Any] | None, program: Program, paused:
     return Reconciled(accounted, state.time_s, data)
 
 
-async def _safe(rig: ChannelRig, timeout_s: float) -> None:
+async def make_safe(rig: ChannelRig, timeout_s: float) -> None:
+    """Output off, within ``timeout_s``; a failure is logged (the supervisor's watchdog and the
+    worker's first command go on from there)."""
     try:
         async with asyncio.timeout(timeout_s):
             await rig.safe()  # continue from a known state: output off

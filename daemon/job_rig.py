@@ -99,7 +99,8 @@ class JobRig:
         await self.rig.end_step(at_time_s)
 
     async def safe(self) -> None:
-        """Output off."""
+        """Output off (after which no outage runs on into the next command)."""
+        self.first_apply_at_s = None
         await self.rig.safe()
 
     async def eis(self, step: EisStep) -> Spectrum:

@@ -32,7 +32,7 @@ from cellrig.daemon.control_api import (
 )
 from cellrig.daemon.job_groups import StartGroups
 from cellrig.daemon.job_live import LiveChannel
-from cellrig.daemon.job_reconcile import reconcile
+from cellrig.daemon.job_reconcile import make_safe, reconcile
 from cellrig.daemon.job_recovery import plan_recovery, resume_note
 from cellrig.daemon.job_rig import ChamberWaits
 from cellrig.daemon.job_run import ActiveJob, run_job
@@ -107,6 +107,9 @@ class JobManager:
         plan = await self._read(plan_recovery)
         for record, reason in plan.broken:
             await self._set_state(record.id, JobState.FAILED, reason)
+            broken = self.station.channels.get(record.channel)
+            if broken is not None:  # opened without a reset: it may still be sourcing
+                await make_safe(broken.rig, self.settings.safe_timeout_s)
         now = self.station.clock.unix_now()
         resumed: list[int] = []
         for job in plan.continued:
@@ -322,8 +325,12 @@ class JobManager:
         if channel is not None:
             self._queues[channel].remove(job_id)
             self._programs.pop(job_id, None)
-            self._pending.pop(job_id, None)
+            pending = self._pending.pop(job_id, None)
             self.groups.leave(job_id)
+            if pending is not None and pending.resume_at_s is not None:
+                # recovered with its instrument left sourcing the step: stop that too
+                await make_safe(self.station.channels[channel].rig,
+                                self.settings.safe_timeout_s)
             await self._set_state(job_id, JobState.STOPPED, reason)
             return await self.job(job_id)
         found = self._running(job_id)

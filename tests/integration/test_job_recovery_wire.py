@@ -202,3 +202,28 @@ async def test_an_instrument_found_off_is_made_safe_and_nothing_is_accounted() -
     assert job.state.value == "completed", job.reason
     assert len(notes) == 1 and "outage_s" not in notes[0].data
     assert notes[0].data["instrument"] == "off", notes[0].message
+
+
+async def test_a_recovered_job_stopped_before_it_runs_stops_its_instrument_too() -> None:
+    bench = Bench.default(BenchClock(scale=SPEED))
+    emulator = Keithley2450Emulator(bench.cells["cell-1"])
+    with short_folder() as folder:
+        async with ScpiServer(emulator) as server:
+            config = write_station(folder, server.resource)
+            path = folder / "data" / "station.db"
+            job_id = await run_until_killed(config, path, 300.0)
+            store = Store.open(path)
+            try:
+                async with open_station(load_station(config),
+                                        resume=running_channels(store)) as station:
+                    manager = JobManager(station, store, settings=SETTINGS)
+                    try:
+                        await manager.recover()  # no workers: the job waits in its queue
+                        assert emulator.output_on  # left sourcing the step
+                        view = await manager.stop(job_id, "not after all")
+                        assert not emulator.output_on
+                    finally:
+                        manager.close()
+            finally:
+                store.close()
+    assert (view.state, view.reason) == ("stopped", "not after all")
