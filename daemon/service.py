@@ -91,14 +91,21 @@ class Sink:
     module: str
     function: str
     arguments: tuple[Any, ...]
+    keywords: dict[str, Any] = field(default_factory=dict)
 
 
-def configured_sinks(config: StationConfig, store: Any, control: StationControl) -> list[Sink]:
+def configured_sinks(config: StationConfig, store: Any, control: StationControl,
+                     station: Station | None = None) -> list[Sink]:
     """The sinks the configuration names."""
     found = []
     if config.influxdb is not None:
+        keywords: dict[str, Any] = {}
+        if station is not None:
+            from .station_health import instrument_states
+
+            keywords["instrument_states"] = lambda: instrument_states(station)
         found.append(Sink("influxdb", "cellrig.daemon.influx_forwarder", "run_influx_forwarder",
-                          (config, store)))
+                          (config, store), keywords))
     if config.mqtt is not None:
         found.append(Sink("mqtt", "cellrig.daemon.mqtt_bridge", "run_mqtt",
                           (config, store, control)))
@@ -120,7 +127,7 @@ async def run_sink(sink: Sink) -> None:
     while True:
         try:
             log.info("sink %s started", sink.name, extra=fields("sink-start", sink=sink.name))
-            await runner(*sink.arguments)
+            await runner(*sink.arguments, **sink.keywords)
             log.info("sink %s ended", sink.name, extra=fields("sink-end", sink=sink.name))
             return
         except Exception:
@@ -260,7 +267,7 @@ async def _run_tasks(config: StationConfig, station: Station, manager: JobManage
     async with asyncio.TaskGroup() as group:
         tasks.append(group.create_task(manager.run(), name="jobs"))
         tasks.append(group.create_task(station.run(), name="station"))
-        for sink in configured_sinks(config, store, manager):
+        for sink in configured_sinks(config, store, manager, station):
             tasks.append(group.create_task(run_sink(sink), name=f"sink.{sink.name}"))
         tasks.append(group.create_task(report_health(notifier, manager), name="health"))
         for extra in hooks.extra_tasks:
