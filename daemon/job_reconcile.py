@@ -21,7 +21,8 @@ SourceReader`) and compares it with the command of the checkpoint's step:
   interval between this reading and the first command is integrated by the engine itself.
   A cut-off passed during the outage ends the step at its first reading.
 - **off, or doing something else**: it is made safe (output off) and the job continues from
-  the checkpoint, as before this reconciliation existed; what the instrument did is lost.
+  the checkpoint, as before this reconciliation existed; what the instrument did is lost. The
+  test time still moves on by the outage (the step time does not: the step did not run).
 
 Potentiostats that cannot be read this way (the bench model, which does not move on without
 the daemon) are made safe as before.
@@ -123,12 +124,15 @@ def outage_amounts(state: SourceState, last_current_a: float | None,
 
 
 def account_outage(checkpoint: dict[str, Any], gap_s: float, charge_ah: float,
-                   energy_wh: float, cv: bool) -> dict[str, Any]:
+                   energy_wh: float, cv: bool, *, in_step: bool = True) -> dict[str, Any]:
     """``checkpoint`` moved on by an outage of ``gap_s`` in its step that passed
-    ``charge_ah`` and ``energy_wh`` (signed: positive charges the cell)."""
+    ``charge_ah`` and ``energy_wh`` (signed: positive charges the cell); with ``in_step``
+    False (the instrument did not source the step meanwhile) only the test time moves."""
     state = copy.deepcopy(checkpoint)
     step = state["step"]
     state["test_time_s"] = float(state["test_time_s"]) + gap_s
+    if not in_step:
+        return state
     step["elapsed_s"] = float(step["elapsed_s"]) + gap_s
     key_ah, key_wh = ("charge_ah", "charge_wh") if charge_ah >= 0 else (
         "discharge_ah", "discharge_wh")
@@ -181,12 +185,14 @@ async def reconcile(checkpoint: dict[str, Any] | None, program: Program, paused:
         await make_safe(rig, timeout_s)
         return Reconciled(checkpoint, data={"instrument": f"not read: {exc}"})
     now_unix_s = clock.unix_now()
+    gap_s = max(now_unix_s - last_unix_s, 0.0) * state.time_scale
     if not port.sources(state, command):
         what = "off" if not state.output_on else (
             f"sourcing {state.mode.value} {state.level:.7g} (limit {state.limit:.7g})")
         await make_safe(rig, timeout_s)
-        return Reconciled(checkpoint, data={"instrument": what})
-    gap_s = max(now_unix_s - last_unix_s, 0.0) * state.time_scale
+        # the step did not run meanwhile, but the test's clock (the instrument's) did
+        return Reconciled(account_outage(checkpoint, gap_s, 0.0, 0.0, False, in_step=False),
+                          data={"instrument": what, "outage_s": gap_s, "step_went_on": False})
     charge_ah, energy_wh = outage_amounts(state, step_state.get("last_current_a"),
                                           step_state.get("last_voltage_v"), gap_s)
     accounted = account_outage(checkpoint, gap_s, charge_ah, energy_wh, cv)

@@ -155,13 +155,15 @@ def resume_note(job: RecoveredJob, now_unix_s: float,
     if gap_s is not None:
         message += f"; {gap_s:.3g} s since the job last stored anything"
     found = dict(instrument or {})
-    if "outage_s" in found:
+    if "outage_charge_ah" in found:
         message += (f"; the instrument kept sourcing the step: {found['outage_s']:.6g} s of "
                     f"instrument time and {found['outage_charge_ah']:.6g} Ah accounted")
         if found.get("cutoff_passed"):
             message += f" (its cut-off, {found['cutoff_passed']}, was passed meanwhile)"
     elif "instrument" in found:
         message += f"; the instrument was {found['instrument']}: made safe"
+        if "outage_s" in found:
+            message += f"; test time moved on by {found['outage_s']:.6g} s"
     return Event(EventKind.JOB_RESUME, float(state.get("test_time_s", 0.0)), now_unix_s,
                  int(state.get("cycle", {}).get("number", 1)), int(state.get("step_count", 0)),
                  step.get("step_id"), message,

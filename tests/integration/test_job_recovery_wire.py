@@ -186,7 +186,7 @@ async def test_an_outage_in_a_cc_step_is_accounted_from_the_instrument() -> None
                                                            abs=1e-6)
 
 
-async def test_an_instrument_found_off_is_made_safe_and_nothing_is_accounted() -> None:
+async def test_an_instrument_found_off_is_made_safe_and_only_test_time_moves_on() -> None:
     bench = Bench.default(BenchClock(scale=SPEED))
     cell = bench.cells["cell-1"]
     emulator = Keithley2450Emulator(cell)
@@ -194,14 +194,29 @@ async def test_an_instrument_found_off_is_made_safe_and_nothing_is_accounted() -
         async with ScpiServer(emulator) as server:
             config = write_station(folder, server.resource)
             path = folder / "data" / "station.db"
+            before_ah = charge_in_ah(cell)
             job_id = await run_until_killed(config, path, 900.0)
             await emulator.execute(":OUTP OFF")  # someone switched it off meanwhile
+            await asyncio.sleep(OUTAGE_S)
             await resume(config, path, job_id)
-            job, events, _, _ = read_back(path, job_id)
+            received_ah = charge_in_ah(cell) - before_ah
+            job, events, cycles, samples = read_back(path, job_id)
     notes = [e.event for e in events if e.event.message.startswith("resumed after restart")]
     assert job.state.value == "completed", job.reason
-    assert len(notes) == 1 and "outage_s" not in notes[0].data
-    assert notes[0].data["instrument"] == "off", notes[0].message
+    assert len(notes) == 1 and "outage_charge_ah" not in notes[0].data
+    data = notes[0].data
+    assert data["instrument"] == "off", notes[0].message
+    assert data["outage_s"] >= OUTAGE_S * SPEED * 0.95
+    # what flowed from the last stored sample until it was switched off (readings every 30 s,
+    # then the kill and the switch: under a minute of bench time) is lost; nothing after
+    lost_ah = received_ah - cycles[0].charge_capacity_ah
+    assert 0.0 <= lost_ah <= CURRENT_A * 60.0 / 3600.0
+    charge_steps = samples["Step Count / 1"] == 1
+    step_s = float(samples["Step Time / s"][charge_steps][-1])
+    assert step_s == pytest.approx(3600.0, abs=31.0)
+    # but the test's clock did not stop: the outage is in the test time, not the step time
+    test_s = float(samples["Test Time / s"][charge_steps][-1])
+    assert test_s - step_s == pytest.approx(data["outage_s"], abs=31.0)
 
 
 async def test_a_recovered_job_stopped_before_it_runs_stops_its_instrument_too() -> None:

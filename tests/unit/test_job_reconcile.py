@@ -78,6 +78,10 @@ def test_the_checkpoint_moves_on_by_the_outage_in_every_total() -> None:
     assert discharged.step is not None and discharged.step.totals.discharge_wh == 0.02
     held = EngineState.from_checkpoint(account_outage(checkpoint, 60.0, 0.004, 0.0168, cv=True))
     assert held.cycle.cv_charge_ah == pytest.approx(0.004)
+    off = EngineState.from_checkpoint(account_outage(checkpoint, 300.0, 0.0, 0.0, cv=False,
+                                                     in_step=False))
+    assert off.test_time_s == 1300.0 and off.step is not None and off.step.elapsed_s == 400.0
+    assert off.test == engine.test and off.step.totals == engine.step.totals
 
 
 def test_each_step_has_the_command_the_engine_applies_and_its_cutoff_is_seen() -> None:
