@@ -191,10 +191,17 @@ class JobManager:
         if active.checkpoint is not None:
             live.resume_from(active.checkpoint, active.program)
         self._active[channel] = active
+
+        async def set_state(job: int, state: JobState, reason: str = "") -> None:
+            # the channel shows no job before the store says the job ended, so a client
+            # that sees the end never finds the job still on its channel
+            if state in FINAL_STATES:
+                live.clear()
+            await self._set_state(job, state, reason)
+
         try:
             await run_job(active, self.station.channels[channel], self.store,
-                          self.station.clock, live, self.waits, self.settings,
-                          self._set_state)
+                          self.station.clock, live, self.waits, self.settings, set_state)
         except Exception as exc:  # a bug around the job: record it rather than orphan it
             log.exception("%s: job %d failed outside its engine", channel, job_id)
             try:
