@@ -192,7 +192,7 @@ async def reconcile(checkpoint: dict[str, Any] | None, program: Program, paused:
         await make_safe(rig, timeout_s)
         # the step did not run meanwhile, but the test's clock (the instrument's) did
         return Reconciled(account_outage(checkpoint, gap_s, 0.0, 0.0, False, in_step=False),
-                          data={"instrument": what, "outage_s": gap_s, "step_went_on": False})
+                          data={"instrument": what, "outage_s": gap_s})
     charge_ah, energy_wh = outage_amounts(state, step_state.get("last_current_a"),
                                           step_state.get("last_voltage_v"), gap_s)
     accounted = account_outage(checkpoint, gap_s, charge_ah, energy_wh, cv)
