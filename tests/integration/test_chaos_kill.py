@@ -10,7 +10,7 @@ opens it without a reset, finds it sourcing the stored step and accounts the out
 in bench time, its charge). With ten restarts of one to three seconds in a run of well under a
 minute, the outages are a large share of the bench time (about 7,000 of 10,000 s), so the
 cycle table says whether they were accounted: each cycle's charge and discharge capacity must
-be within ``TOLERANCE`` (1.5 %) of an uninterrupted run of the same protocol on the same bench
+be within ``TOLERANCE`` (2 %) of an uninterrupted run of the same protocol on the same bench
 through the same drivers. One thing no accounting undoes: an outage in which the instrument
 went past a step's cut-off (nobody read it to stop there; it held the cut-off voltage) left the
 cell where the uninterrupted run never took it, and such an outage's charge is allowed on top,
@@ -51,11 +51,12 @@ UNINTERRUPTED_SPEED = 1000.0
 #: Each cycle's capacities against the uninterrupted run. Where the two runs differ when no
 #: outage passed a cut-off: where a step ends (the first reading at or past its cut-off, one
 #: every 30 s of bench time; at the cut-off the Keithley holds the voltage, so each run may
-#: pass up to 30 s × 0.3 A = 2.5 mAh more, 0.7 % of a half cycle), and each outage's length,
-#: measured on the host from the last stored sample to the reading after the restart (a few
-#: milliseconds of latency, about a second of bench time at this speed: under 0.1 mAh each,
-#: ten of them 0.3 %). 1.5 % holds both with a margin; seen: 0.1-0.2 %.
-TOLERANCE = 0.015
+#: pass up to 30 s × 0.3 A = 2.5 mAh more: 1.1 % of the 0.235 Ah of cycle 2's charge, the
+#: smallest figure), and each outage's length, measured on the host from the last stored
+#: sample to the reading after the restart (a few milliseconds of latency, about a second of
+#: bench time at this speed: under 0.1 mAh each, ten of them 0.3 %). 1.4 % at most, so 2 %;
+#: the uninterrupted run alone varied by 0.8 % between runs. Seen: 0.05-0.9 %.
+TOLERANCE = 0.02
 #: Bench seconds the host's and the instrument's measures of an outage may disagree by.
 CLOCK_SLACK_S = 5.0
 KILLS = 10
