@@ -123,7 +123,7 @@ class Keithley2450:
         self.found_state: SourceState | None = None
         """what the instrument was doing when opened without a reset (None: it was reset)"""
         self._adopted: SourceSetting | None = None
-        self._previous_session_s: float | None = None
+        self._previous_reading_s: float | None = None
         self.identity: Identity | None = None
         self.line_frequency_hz = 50.0
         self.timebase = RelativeTimebase(time_scale)
@@ -180,7 +180,7 @@ class Keithley2450:
         state and line frequency, reset nothing. False when it must be configured afresh."""
         protection = self.model.protection(self.limits.max_voltage_v)
         async with self.transport.lock:
-            # a loop a previous session left running stops; the source stays as it is
+            # a loop a killed daemon left running stops; the source stays as it is
             await self.transport.write(":ABOR;*CLS")
             settings = (await self.transport.query(VERIFY_QUERY)).strip().upper()
             frequency = parse_numbers(await self.transport.query(":SYST:LFR?"))
@@ -311,12 +311,12 @@ class Keithley2450:
         relative_s = float(block.time_s[0]) - self.timebase.offset_s
         since_s = (None if previous_s is None or relative_s < previous_s
                    else relative_s - previous_s)
-        if self._previous_session_s is None and since_s is not None:
-            # the first look of this session: the buffer's last reading is the previous
-            # session's; later looks count from it too
-            self._previous_session_s = float(block.time_s[0]) - since_s
-        if self._previous_session_s is not None:
-            since_s = float(block.time_s[0]) - self._previous_session_s
+        if self._previous_reading_s is None and since_s is not None:
+            # the first look of this connection: the buffer's last reading is the previous
+            # connection's; later looks count from it too
+            self._previous_reading_s = float(block.time_s[0]) - since_s
+        if self._previous_reading_s is not None:
+            since_s = float(block.time_s[0]) - self._previous_reading_s
         self._setting, self._output_on = setting, found.output_on
         self._adopted = setting
         mode = (Mode.OFF if not found.output_on else

@@ -6,7 +6,7 @@ The commands are the reference manual's (2450-901-01, section 6): ``:OUTPut[:STA
 (``:SOURce:CURRent:VLIMit?``, ``:SOURce:VOLTage:ILIMit?``), whether a limit holds the source
 (``...:VLIMit:TRIPped?``, ``...:ILIMit:TRIPped?``), and the last index of ``defbuffer1``
 (``:TRACe:ACTual:END?``) with that reading's relative time (``:TRACe:DATA?``), so the time
-since the previous session's last reading is the instrument's own. None of them changes the
+since the previous connection's last reading is the instrument's own. None of them changes the
 source; the reading that follows (``:READ?``) only adds to the buffer.
 """
 

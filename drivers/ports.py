@@ -74,7 +74,7 @@ class SourceState:
     ``time_s`` is the reading's time on the driver's clock (the one :meth:`PotentiostatPort.
     apply` returns), ``time_scale`` the instrument seconds per host second (1 on hardware).
     ``since_last_reading_s``: the instrument's own time since the last reading it had stored
-    when this connection first looked (the previous session's last reading; None when its
+    when this connection first looked (the previous connection's last reading; None when its
     buffer was empty or cleared).
     """
 

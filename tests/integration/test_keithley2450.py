@@ -261,7 +261,7 @@ async def test_opened_without_a_reset_a_sourcing_instrument_is_read_and_kept(
         assert (found.level, found.limit) == (pytest.approx(3.0), pytest.approx(0.3))
         assert found.in_compliance and found.current_a == pytest.approx(-0.3, rel=1e-6)
         assert found.voltage_v > 3.0 and found.time_scale == SPEED
-        # the instrument's own time since the other session's last reading
+        # the instrument's own time since the other connection's last reading
         assert found.since_last_reading_s is not None and found.since_last_reading_s >= 60.0
         assert again.sources(found, discharge)
         assert not again.sources(found, Command(Mode.CURRENT, current_a=-0.2,
