@@ -285,42 +285,39 @@ class JobManager:
 
     async def pause(self, job_id: int) -> JobView:
         """Pause a running job at its next block."""
-        found = self._running(job_id)
-        view = await self.job(job_id)
-        pending = self._pending.get(job_id)
-        if pending is not None and view.state == JobState.RUNNING:  # recovered, not started
-            pending.paused = True
-            await self._set_state(job_id, JobState.PAUSED, "paused on request")
-            return await self.job(job_id)
-        if found is None or found[1].engine is None or view.state != JobState.RUNNING:
-            raise ControlError(ErrorCode.CONFLICT, f"job {job_id} is {view.state}; only a "
-                               "running job can be paused")
-        name, active = found
-        assert active.engine is not None
-        active.engine.pause()
-        active.paused = True
-        self._live[name].job_state = JobState.PAUSED.value
-        await self._set_state(job_id, JobState.PAUSED, "paused on request")
-        return await self.job(job_id)
+        return await self._pause_or_resume(job_id, pause=True)
 
     async def resume(self, job_id: int) -> JobView:
         """Resume a paused job."""
+        return await self._pause_or_resume(job_id, pause=False)
+
+    async def _pause_or_resume(self, job_id: int, *, pause: bool) -> JobView:
+        before, after = ((JobState.RUNNING, JobState.PAUSED) if pause
+                         else (JobState.PAUSED, JobState.RUNNING))
+        reason = "paused on request" if pause else ""
         found = self._running(job_id)
         view = await self.job(job_id)
         pending = self._pending.get(job_id)
-        if pending is not None and view.state == JobState.PAUSED:  # recovered, not started
-            pending.paused = False
-            await self._set_state(job_id, JobState.RUNNING, "")
+        if pending is not None and view.state == before:  # recovered, not started yet
+            pending.paused = pause
+            await self._set_state(job_id, after, reason)
             return await self.job(job_id)
-        if found is None or found[1].engine is None or view.state != JobState.PAUSED:
+        if found is None or found[1].engine is None or view.state != before:
+            verb = "paused" if pause else "resumed"
             raise ControlError(ErrorCode.CONFLICT, f"job {job_id} is {view.state}; only a "
-                               "paused job can be resumed")
+                               f"{before.value} job can be {verb}")
         name, active = found
         assert active.engine is not None
-        await self._set_state(job_id, JobState.RUNNING, "")
-        active.paused = False
-        self._live[name].job_state = JobState.RUNNING.value
-        active.engine.resume()
+        if pause:  # the engine stops sourcing before the store says paused
+            active.engine.pause()
+        else:  # and the store says running before the engine sources again
+            await self._set_state(job_id, after, reason)
+        active.paused = pause
+        self._live[name].job_state = after.value
+        if pause:
+            await self._set_state(job_id, after, reason)
+        else:
+            active.engine.resume()
         return await self.job(job_id)
 
     async def stop(self, job_id: int, reason: str = "stopped on request") -> JobView:
