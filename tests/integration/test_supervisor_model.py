@@ -28,10 +28,10 @@ from cellrig.protocols.document import load_protocol_text
 from cellrig.protocols.engine import Engine, JobOutcome, JobState, ListSink
 from cellrig.protocols.program import Limit, Limits
 from cellrig.protocols.resolve import resolve
-from cellrig.protocols.rig import JigKind, Mode
-from cellrig.simulators.bench import Bench, BenchCell, BenchClock
+from cellrig.protocols.rig import Mode
+from cellrig.simulators.bench import Bench
+from cellrig.simulators.bench_ports import BenchChamberPort, BenchJigPort
 from cellrig.simulators.cell_faults import Fault, FaultKind
-from cellrig.simulators.chamber import Chamber
 from cellrig.simulators.model_rig import ModelRig
 
 pytestmark = pytest.mark.integration
@@ -56,59 +56,6 @@ DISCHARGE = HEADER + """  - set: {temperature: 25 degC, pressure: 2 MPa}
 FAULT_AFTER_S = 1805.0
 HARD_LIMITS = Limits(voltage_v=Limit(2.4, 4.4), temperature_c=Limit(-20.0, 80.0),
                      pressure_pa=Limit(0.5e6, 8e6))
-
-
-@dataclass
-class BenchChamberPort:
-    """The chamber port over the bench's chamber model."""
-
-    chamber: Chamber
-    clock: BenchClock
-    temperature_range_c: tuple[float, float] = (-40.0, 180.0)
-
-    async def set_temperature(self, setpoint_c: float) -> None:
-        self.chamber.set(setpoint_c, self.clock.now_s())
-
-    async def read_temperature(self) -> float:
-        return float(self.chamber.measure(np.array([self.clock.now_s()]))[0])
-
-    async def alarms(self) -> list[str]:
-        return [] if self.chamber.fault is None else [self.chamber.fault.value]
-
-    async def standby(self) -> None:
-        self.chamber.set(self.chamber.room_c, self.clock.now_s())
-
-
-@dataclass
-class BenchJigPort:
-    """The jig port over a bench cell's jig model (load cell over the cell's swell)."""
-
-    bench_cell: BenchCell
-
-    @property
-    def kind(self) -> JigKind:
-        jig = self.bench_cell.jig
-        assert jig is not None
-        return JigKind.CONTROLLED if jig.pneumatic else JigKind.MEASURE_ONLY
-
-    @property
-    def max_pressure_pa(self) -> float:
-        jig = self.bench_cell.jig
-        assert jig is not None
-        return (jig.regulator_max_pa * jig.piston_area_m2 + jig.preload_n) / jig.cell_area_m2
-
-    async def set_pressure(self, pressure_pa: float) -> None:
-        assert self.bench_cell.jig is not None
-        self.bench_cell.jig.set_pressure(pressure_pa, self.bench_cell.clock.now_s())
-
-    async def read_pressure(self) -> float:
-        jig = self.bench_cell.jig
-        assert jig is not None
-        swell = np.array([self.bench_cell.cell.thickness_change_m()])
-        return float(jig.measure_pressure(np.array([self.bench_cell.clock.now_s()]), swell)[0])
-
-    async def alarms(self) -> list[str]:
-        return []
 
 
 @dataclass
