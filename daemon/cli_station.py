@@ -83,6 +83,9 @@ def add_parsers(commands: Any,
                         metavar="JOB",
                         help="a queued job on another channel of the same chamber to start "
                              "together with this one (repeatable)")
+    submit.add_argument("--hold-for-group", action="store_true",
+                        help="queue the job without starting it until a later submission "
+                             "names it with --start-with")
     _station_options(submit)
 
     jobs = commands.add_parser("jobs", help="list the station's jobs",

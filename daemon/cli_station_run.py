@@ -87,7 +87,8 @@ def run_submit(args: argparse.Namespace, socket: Path) -> int:
     text, source = protocol_source(args.protocol)
     request = SubmitRequest(channel=args.channel, protocol_text=text, cell=_cell(args.cell),
                             parameters=parse_parameters(args.params), source=source,
-                            start_with=tuple(args.start_with))
+                            start_with=tuple(args.start_with),
+                            hold_for_group=args.hold_for_group)
 
     async def submit() -> JobView:
         async with ControlClient(socket) as station:

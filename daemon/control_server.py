@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import errno
 import json
 import logging
@@ -97,9 +98,7 @@ class Dispatcher:
     async def _submit(self, args: Mapping[str, Any], caller: str) -> Any:
         request = SubmitRequest.from_json(args)
         if not request.submitted_by and caller:
-            request = SubmitRequest(request.channel, request.protocol_text, request.cell,
-                                    request.parameters, request.source, request.start_with,
-                                    caller)
+            request = dataclasses.replace(request, submitted_by=caller)
         return await self.control.submit(request)
 
     async def _jobs(self, args: Mapping[str, Any], caller: str) -> Any:

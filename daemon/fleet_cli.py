@@ -191,7 +191,8 @@ def submission(args: argparse.Namespace) -> SubmitRequest:
     cell = {} if args.cell is None else plain(load_cell_file(args.cell))
     return SubmitRequest(channel=args.channel, protocol_text=text, cell=cell,
                          parameters=parse_parameters(args.params), source=source,
-                         start_with=tuple(args.start_with))
+                         start_with=tuple(args.start_with),
+                         hold_for_group=args.hold_for_group)
 
 
 def run_stations(args: argparse.Namespace) -> int:

@@ -79,6 +79,18 @@ async def test_every_verb_through_the_client(station_toml: Path) -> None:
         assert (await client.job(short.id)).state == "completed"
 
 
+async def test_a_held_job_stays_queued_until_a_later_submission_names_it(
+        station_toml: Path) -> None:
+    async with daemon_in_process(station_toml) as daemon, \
+            ControlClient(daemon.socket) as client:
+        held = await client.submit(SubmitRequest("A1", SHORT, {}, hold_for_group=True))
+        await asyncio.sleep(0.3)
+        assert (await client.job(held.id)).state == "queued"  # A1 is idle, yet it waits
+        partner = await client.submit(SubmitRequest("A2", SHORT, {}, start_with=(held.id,)))
+        await wait_for_state(client, held.id, {"running", "completed"})
+        await wait_for_state(client, partner.id, {"running", "completed"})
+
+
 async def test_refusals_arrive_with_their_codes(station_toml: Path) -> None:
     async with daemon_in_process(station_toml) as daemon, \
             ControlClient(daemon.socket) as client:
