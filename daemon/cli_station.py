@@ -154,9 +154,9 @@ def add_parsers(commands: Any,
     demo.add_argument("--speed", type=_positive, metavar="X",
                       help="how much faster than real time the bench runs (default: as fast "
                            "as formation fits in about a minute)")
-    demo.add_argument("--protocol", default="formation", metavar="NAME",
-                      help="the library protocol to run (default formation; a shorter one, "
-                           "such as charge-and-stop, makes a quicker demo)")
+    demo.add_argument("--protocol", default="formation", metavar="NAME|FILE",
+                      help="the library protocol or protocol file to run (default formation; "
+                           "a shorter one, such as charge-and-stop, makes a quicker demo)")
 
 
 def _socket(args: argparse.Namespace) -> Path:

@@ -207,6 +207,20 @@ def export_all(folder: Path, jobs: list[JobView]) -> list[Path]:
     return written
 
 
+def demo_protocol(protocol: str) -> str:
+    """The text to submit: a protocol file's contents, or a library protocol's name (which the
+    station reads from its library)."""
+    path = Path(protocol)
+    if path.suffix in (".yaml", ".yml") or path.is_file():
+        try:
+            return path.read_text(encoding="utf-8")
+        except OSError as exc:
+            from .cli_protocols import UsageError
+
+            raise UsageError(f"cannot read the protocol {protocol}: {exc.strerror}") from None
+    return protocol
+
+
 def run_demo(args: argparse.Namespace) -> int:
     """``cellrig demo``; 0 when every job ran to its end (completed, or stopped by a
     ``stop`` step of its protocol), 1 when one was aborted, failed or ran out of time."""
@@ -219,7 +233,7 @@ def run_demo(args: argparse.Namespace) -> int:
     folder.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     with daemon_log(folder / "daemon.log"):
-        jobs = asyncio.run(run_station(folder, speed, args.protocol))
+        jobs = asyncio.run(run_station(folder, speed, demo_protocol(args.protocol)))
     for job in jobs:
         print(job_line(job))
     written = export_all(folder, jobs)
