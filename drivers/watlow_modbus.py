@@ -11,6 +11,13 @@ into the project's error tree, naming instrument, address and the exchange:
 
 pymodbus' own reconnection and retries are switched off: a failed exchange raises at once, and
 the next exchange reconnects first, with the project's bounded jittered backoff.
+
+pymodbus awaits connections and replies with ``asyncio.wait_for``, which on Python 3.11
+returns the result instead of raising when a cancellation arrives together with it (CPython
+gh-86296): a poll loop cancelled just as its reply came in would poll on for ever, and the
+task group waiting for it (a station stopping its pollers) would never end. So every pymodbus
+call runs in a task of its own that the caller only waits for (:func:`cancellable`): the
+caller's cancellation (or its own timeout) always reaches the caller.
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ from .backoff import Backoff
 log = logging.getLogger(__name__)
 
 _E = TypeVar("_E", bound=InstrumentError)
+_T = TypeVar("_T")
 
 #: Modbus exception codes (Modbus application protocol, section 7).
 EXCEPTION_NAMES: dict[int, str] = {
@@ -86,7 +94,7 @@ class ModbusLink:
         client = AsyncModbusTcpClient(self.host, port=self.port, timeout=self.timeout_s,
                                       retries=0, reconnect_delay=0,
                                       trace_packet=self._count_received)
-        if not await client.connect():
+        if not await cancellable(client.connect()):
             client.close()
             raise self._error(ConnectionLost, "cannot connect", None)
         self._client = client
@@ -150,7 +158,7 @@ class ModbusLink:
             self._received_bytes = 0
             try:
                 async with asyncio.timeout(self.timeout_s + 1.0):
-                    response = await request(client)
+                    response = await cancellable(request(client))
             except ConnectionException as error:
                 await self._lost(command, error)
             except ModbusIOException as error:
@@ -195,3 +203,21 @@ class ModbusLink:
 
     def _error(self, kind: type[_E], message: str, command: str | None) -> _E:
         return kind(message, instrument=self.instrument, address=self.url, command=command)
+
+
+async def cancellable(awaitable: Awaitable[_T]) -> _T:
+    """Await ``awaitable`` in a task of its own, so that cancelling the caller always raises
+    :class:`asyncio.CancelledError` in the caller, even if the awaitable swallows it (as
+    ``asyncio.wait_for`` does on Python 3.11 when its result arrives together with the
+    cancellation). On cancellation the inner task is cancelled and waited for, so the link is
+    not used by two exchanges at once."""
+    task = asyncio.ensure_future(awaitable)
+    try:
+        await asyncio.wait([task])
+    except asyncio.CancelledError:
+        task.cancel()
+        await asyncio.wait([task])
+        if not task.cancelled():
+            task.exception()  # retrieved: the caller is cancelled, the outcome is moot
+        raise
+    return task.result()

@@ -9,11 +9,13 @@ process of its own, and a bench file with a mistake."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import numpy as np
@@ -63,27 +65,52 @@ eis:
 """
 
 
+#: Bounds on what the tests wait for, each well inside pytest's 300 s timeout: the charge (1 s
+#: of real time at SPEED), the station's pollers and watchdogs stopping once cancelled, and a
+#: whole test (emulators started, cells formed, instruments opened and closed).
+CHARGE_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 10.0
+TEST_TIMEOUT_S = 150.0
+
+
+@contextlib.asynccontextmanager
+async def within(seconds: float, what: str) -> AsyncIterator[None]:
+    """Fail with a message naming ``what`` if the block takes longer than ``seconds``."""
+    try:
+        async with asyncio.timeout(seconds):
+            yield
+    except TimeoutError:
+        pytest.fail(f"{what} did not finish within {seconds:g} s")
+
+
 async def charge(station: Station, channel: str) -> tuple[JobOutcome, ListSink]:
-    """The short charge on one channel, its supervisor watching."""
+    """The short charge on one channel, its supervisor watching (the station's pollers and
+    watchdogs run meanwhile, and must stop when cancelled)."""
     built = station.channels[channel]
     program = resolve(load_protocol_text(CHARGE, "charge.yaml"))
     assert built.refusals(program) == []
     built.supervisor.begin_job(program.limits)
     sink = ListSink(keep_checkpoints=False)
+    running = asyncio.create_task(station.run(), name="station.run")
     try:
-        async with asyncio.TaskGroup() as group:
-            running = group.create_task(station.run())
-            async with asyncio.timeout(60.0):
-                outcome = await Engine(program, built.rig, sink, station.clock).run()
-            running.cancel()
+        async with within(CHARGE_TIMEOUT_S, f"the charge on {channel}"):
+            outcome = await Engine(program, built.rig, sink, station.clock).run()
     finally:
         built.supervisor.end_job()
         built.rig.release_environment()
+        # not a task group: one that waits for a poll loop deaf to its cancellation waits
+        # for ever (a Modbus reply arriving with the cancel once made a poller lose it)
+        running.cancel()
+        stopped, _ = await asyncio.wait([running], timeout=STOP_TIMEOUT_S)
+    assert stopped, (f"the station's pollers and watchdogs were still running "
+                     f"{STOP_TIMEOUT_S:g} s after being cancelled: {running!r}")
+    assert running.cancelled(), running.exception()
     return outcome, sink
 
 
 async def test_the_default_bench_opens_with_the_real_drivers_and_runs_a_charge() -> None:
-    async with serve_bench(default_bench(), SPEED) as sim:
+    async with within(TEST_TIMEOUT_S, "the default bench's test"), \
+            serve_bench(default_bench(), SPEED) as sim:
         kinds = {(instrument.kind, instrument.name) for instrument in sim.instruments}
         assert kinds == {("espec", "chamber"), ("watlow-f4t", "chamber-2"),
                          ("keithley2450", "smu-A1"), ("alicat", "regulator-A1"),
@@ -115,7 +142,8 @@ async def test_the_default_bench_opens_with_the_real_drivers_and_runs_a_charge()
 
 async def test_a_bench_file_with_two_cells_a_watlow_and_a_bolted_jig(tmp_path: Path) -> None:
     spec = load_bench_text(BENCH, "two-cells.yaml", tmp_path)
-    async with serve_bench(spec, SPEED) as sim:
+    async with within(TEST_TIMEOUT_S, "the two-cell bench's test"), \
+            serve_bench(spec, SPEED) as sim:
         addresses = {instrument.name: instrument.address for instrument in sim.instruments}
         assert addresses["oven"].startswith("127.0.0.1:")
         on_pty = ["espec", "regulator-A1", "gauge-A1", "palmsens-A2", "eis-A1"]
@@ -148,7 +176,7 @@ async def test_a_bench_file_with_two_cells_a_watlow_and_a_bolted_jig(tmp_path: P
 async def test_cells_in_the_room_formed_alike_without_jigs() -> None:
     spec = load_bench_text("cellrig-bench: 1\ncells:\n  A1: {state: formed, jig: none}\n"
                            "  A2: {state: formed, jig: none}\n", "room.yaml")
-    async with serve_bench(spec, SPEED) as sim:
+    async with within(TEST_TIMEOUT_S, "the room bench's test"), serve_bench(spec, SPEED) as sim:
         assert [instrument.name for instrument in sim.instruments] == ["smu-A1", "smu-A2"]
         first, second = (sim.bench.cells[name].cell.state for name in ("A1", "A2"))
         assert (first.charge_in_ah, first.charge_out_ah, first.anode_ah, first.dead_ah) == (
