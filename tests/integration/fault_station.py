@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -31,7 +32,7 @@ from cellrig.daemon.store import Store
 from cellrig.daemon.store_read import StoreReader
 from cellrig.daemon.supervisor import SafetyEvent, SafetyEventKind, SupervisorSettings
 from cellrig.drivers.backoff import Backoff
-from cellrig.simulators.bench import BenchCell
+from cellrig.simulators.bench import BenchCell, BenchReading
 from cellrig.simulators.espec_emulator import EspecEmulator
 from cellrig.simulators.keithley2450_buffer import Reading
 from cellrig.simulators.keithley2450_emulator import Keithley2450Emulator
@@ -85,6 +86,15 @@ class FaultStation:
     once every instrument of the channel has been sent to its safe state"""
     chamber2: EspecEmulator
     chamber2_server: LineServer
+    charge_logs: dict[str, dict[float, float]] = dataclasses.field(default_factory=dict)
+    """per cell, the charge it had taken (Ah) at each bench time its sensors were read"""
+
+    def charge_taken(self, channel: str, start_s: float, end_s: float) -> float:
+        """The charge (Ah) the emulated cell took between two of its readings (bench times of
+        readings the Keithley took, e.g. a step's first and last): counted by the cell model,
+        not by the driver or the job."""
+        taken = self.charge_logs[channel]
+        return taken[end_s] - taken[start_s]
 
     def trips(self, channel: str) -> list[SafetyEvent]:
         """The channel's trips (limit and watchdog events)."""
@@ -138,6 +148,21 @@ async def second_chamber(sim: SimStation) -> tuple[EspecEmulator, LineServer, st
     return emulator, server, await server.start_tcp()
 
 
+def log_charge(cell: BenchCell) -> dict[float, float]:
+    """From now on, the charge the cell has taken (Ah) at every reading of its sensors, by
+    bench time (the time its readings carry)."""
+    taken: dict[float, float] = {}
+    measure = cell.measure
+
+    def logged() -> BenchReading:
+        reading = measure()
+        taken[reading.time_s] = cell.cell.state.charge_in_ah
+        return reading
+
+    cell.measure = logged  # type: ignore[method-assign]
+    return taken
+
+
 def with_second_chamber(text: str, address: str) -> str:
     """``station.toml`` with a second ESPEC chamber for A3 and A4."""
     lines = text.splitlines()
@@ -166,6 +191,7 @@ async def fault_station(folder: Path, *, settings: SupervisorSettings = SETTINGS
     closed on exit. ``options`` replaces text in ``station.toml`` (e.g. a driver's options)."""
     async with serve_sim_station(len(CHANNELS), SPEED) as sim:
         chamber2, server2, address2 = await second_chamber(sim)
+        charge_logs = {name: log_charge(sim.bench.cells[name]) for name in CHANNELS}
         try:
             text = with_second_chamber(sim.station_toml(data_folder=str(folder)), address2)
             for old, new in (options or {}).items():
@@ -191,7 +217,7 @@ async def fault_station(folder: Path, *, settings: SupervisorSettings = SETTINGS
                                  group.create_task(manager.run())]
                         try:
                             yield FaultStation(sim, station, manager, store_path, events,
-                                               delivered_s, chamber2, server2)
+                                               delivered_s, chamber2, server2, charge_logs)
                         finally:
                             for task in tasks:
                                 task.cancel()
