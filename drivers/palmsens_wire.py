@@ -187,10 +187,19 @@ class Wire:
         raise self._error(MalformedReply, f"unexpected reply {reply!r} to the upload", name)
 
     async def run_to_end(self, script: list[str], name: str) -> None:
-        """Upload a script without measurement loops and wait for its end."""
+        """Upload a script without measurement loops and wait for its end, at most
+        ``abort_timeout_s``: a line that keeps sending something other than the end (a
+        script still streaming, garbage) is not waited on for ever."""
         await self.upload(script, name)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.abort_timeout_s
         while True:
-            line = await self.link.read_line(command=name)
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise self._error(InstrumentTimeout, f"no end of {name} within "
+                                  f"{self.abort_timeout_s:g} s", name)
+            line = await self.link.read_line(command=name,
+                                             timeout_s=min(self.link.timeout_s, remaining))
             kind = classify(line)
             if kind is LineKind.END:
                 return

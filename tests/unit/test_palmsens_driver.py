@@ -22,6 +22,7 @@ from cellrig.drivers.methodscript_scripts import (
 )
 from cellrig.drivers.palmsens import LONG_RUN_S, PalmSens
 from cellrig.drivers.palmsens_ranges import EMSTAT4_HR
+from cellrig.drivers.palmsens_wire import Wire
 from cellrig.errors import (
     ConnectionLost,
     InstrumentError,
@@ -341,3 +342,21 @@ async def test_a_configured_model_may_narrow_the_ranges_but_not_widen_them() -> 
                          ("i", ["iES4LR0001"])])
     with pytest.raises(UnsupportedInstrument, match="narrower ranges"):
         await PalmSens(URL, link=link, model=EMSTAT4_HR, error_pause_s=0.0).open()
+
+
+class StreamingLink(ScriptedLink):
+    """A line that never stops sending packets (a script that will not end)."""
+
+    async def read_line(self, *, command: str | None = None,
+                        timeout_s: float | None = None) -> str:
+        if self.pending:
+            return await super().read_line(command=command, timeout_s=timeout_s)
+        await asyncio.sleep(0.01)
+        return encode_packet([("da", 3.7)])
+
+
+async def test_switching_off_waits_for_the_end_of_the_script_only_so_long() -> None:
+    wire = Wire(StreamingLink(upload(["cell_off"], "e")), Backoff(), 1, abort_timeout_s=0.2)
+    with pytest.raises(InstrumentTimeout, match=r"no end of cell_off within 0\.2 s"):
+        async with asyncio.timeout(5.0):
+            await wire.run_to_end(["cell_off"], "cell_off")
