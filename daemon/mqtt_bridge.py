@@ -7,6 +7,11 @@ retained states, subscribes to the station's command topics, and then publishes 
 until the connection drops; then it reconnects with a jittered backoff
 (:class:`~cellrig.drivers.backoff.Backoff`). A broker restart is thus invisible except for a
 gap in live telemetry. Cancelling the task says offline and disconnects cleanly.
+
+aiomqtt waits for every acknowledgement with ``asyncio.wait_for``, which on Python 3.11 can
+swallow a cancellation arriving with the acknowledgement; each publish and subscribe awaited
+on its own goes through :func:`~cellrig.drivers.cancellation.cancellable`, so stopping the
+bridge always stops it.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from cellrig.drivers.backoff import Backoff
+from cellrig.drivers.cancellation import cancellable
 
 from .control_api import StationControl
 from .mqtt_commands import CommandHandler
@@ -122,22 +128,22 @@ class MqttBridge:
     async def _say_offline(self, client: aiomqtt.Client) -> None:
         try:
             async with asyncio.timeout(2.0):
-                await client.publish(self.topics.status, encode(status_payload(
+                await cancellable(client.publish(self.topics.status, encode(status_payload(
                     self.station, self.channels, online=False, unix_time_s=self.wall_clock(),
-                    reason="stopped")), qos=1, retain=True)
+                    reason="stopped")), qos=1, retain=True))
         except (aiomqtt.MqttError, TimeoutError):
             log.warning("MQTT: could not say offline before disconnecting")
 
     async def _serve(self, client: aiomqtt.Client) -> None:
         # telemetry is live: what was stored while the broker was away is not sent
         await self._in_thread(self.feed.skip_samples)
-        await client.subscribe(self.topics.commands, qos=1)
+        await cancellable(client.subscribe(self.topics.commands, qos=1))
         # the station reads its own status back: proof that the broker lets it write
-        await client.subscribe(self.topics.status, qos=1)
+        await cancellable(client.subscribe(self.topics.status, qos=1))
         self._status_heard = asyncio.Event()
-        await client.publish(self.topics.status, encode(status_payload(
+        await cancellable(client.publish(self.topics.status, encode(status_payload(
             self.station, self.channels, online=True, unix_time_s=self.wall_clock())),
-            qos=1, retain=True)
+            qos=1, retain=True))
         async with asyncio.TaskGroup() as group:
             group.create_task(self._publish_states(client), name="mqtt.state")
             group.create_task(self._publish_feed(client), name="mqtt.feed")
@@ -176,10 +182,10 @@ class MqttBridge:
                 for channel in status.channels:
                     key = state_key(channel)
                     if published.get(channel.channel) != key:
-                        await client.publish(
+                        await cancellable(client.publish(
                             self.topics.channel(channel.channel, "state"),
                             encode(state_payload(self.station, channel, now)),
-                            qos=1, retain=True)
+                            qos=1, retain=True))
                         published[channel.channel] = key
             await asyncio.sleep(STATE_INTERVAL_S)
 
@@ -250,8 +256,8 @@ class MqttBridge:
                 properties.CorrelationData = correlation
             properties.ContentType = "application/json"
             try:
-                await client.publish(response_topic, encode(reply), qos=1,
-                                     properties=properties)
+                await cancellable(client.publish(response_topic, encode(reply), qos=1,
+                                                 properties=properties))
             except ValueError as exc:  # a response topic no message can go to ('#', '+')
                 log.warning("MQTT: cannot answer %s on %r: %s", verb, response_topic, exc)
         finally:

@@ -16,7 +16,8 @@ pymodbus awaits connections and replies with ``asyncio.wait_for``, which on Pyth
 returns the result instead of raising when a cancellation arrives together with it (CPython
 gh-86296): a poll loop cancelled just as its reply came in would poll on for ever, and the
 task group waiting for it (a station stopping its pollers) would never end. So every pymodbus
-call runs in a task of its own that the caller only waits for (:func:`cancellable`): the
+call runs in a task of its own that the caller only waits for
+(:func:`~cellrig.drivers.cancellation.cancellable`): the
 caller's cancellation (or its own timeout) always reaches the caller.
 """
 
@@ -40,11 +41,11 @@ from cellrig.errors import (
 )
 
 from .backoff import Backoff
+from .cancellation import cancellable
 
 log = logging.getLogger(__name__)
 
 _E = TypeVar("_E", bound=InstrumentError)
-_T = TypeVar("_T")
 
 #: Modbus exception codes (Modbus application protocol, section 7).
 EXCEPTION_NAMES: dict[int, str] = {
@@ -204,20 +205,3 @@ class ModbusLink:
     def _error(self, kind: type[_E], message: str, command: str | None) -> _E:
         return kind(message, instrument=self.instrument, address=self.url, command=command)
 
-
-async def cancellable(awaitable: Awaitable[_T]) -> _T:
-    """Await ``awaitable`` in a task of its own, so that cancelling the caller always raises
-    :class:`asyncio.CancelledError` in the caller, even if the awaitable swallows it (as
-    ``asyncio.wait_for`` does on Python 3.11 when its result arrives together with the
-    cancellation). On cancellation the inner task is cancelled and waited for, so the link is
-    not used by two exchanges at once."""
-    task = asyncio.ensure_future(awaitable)
-    try:
-        await asyncio.wait([task])
-    except asyncio.CancelledError:
-        task.cancel()
-        await asyncio.wait([task])
-        if not task.cancelled():
-            task.exception()  # retrieved: the caller is cancelled, the outcome is moot
-        raise
-    return task.result()

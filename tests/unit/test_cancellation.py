@@ -9,7 +9,7 @@ import asyncio
 
 import pytest
 
-from cellrig.drivers.watlow_modbus import cancellable
+from cellrig.drivers.cancellation import cancellable
 
 
 async def test_a_cancellation_that_arrives_with_the_reply_reaches_the_caller() -> None:
