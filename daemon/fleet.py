@@ -33,6 +33,8 @@ import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from cellrig.drivers.cancellation import cancellable
+
 from .control_api import ControlError, ErrorCode, to_json
 from .control_client import ControlClient, StationUnreachable
 from .mqtt_commands import MAX_REQUEST_BYTES
@@ -146,7 +148,7 @@ class Fleet:
 
     async def _subscribe(self, topic: str) -> None:
         try:
-            await self.client.subscribe(topic, qos=1)
+            await cancellable(self.client.subscribe(topic, qos=1))
         except aiomqtt.MqttError as exc:
             raise BrokerError(f"{self.settings.url}: cannot subscribe to {topic}: {exc}"
                               ) from None
@@ -254,8 +256,8 @@ class Fleet:
         self._waiting[correlation] = reply
         limit_s = self.timeout_s if timeout_s is None else timeout_s
         try:
-            await self.client.publish(topics.command(verb), payload, qos=1,
-                                      properties=properties)
+            await cancellable(self.client.publish(topics.command(verb), payload, qos=1,
+                                                  properties=properties))
             async with asyncio.timeout(limit_s):
                 answer = await reply
         except TimeoutError:
