@@ -3,9 +3,9 @@
 # user per station that may write it, and one user for Grafana that may only read it.
 #
 #   INFLUX_URL=http://influxdb.lab.example:8086 \
-#   INFLUX_ADMIN_USER=admin INFLUX_ADMIN_PASSWORD_FILE=/root/influx-admin.password \
+#   INFLUX_ADMIN_USER=admin INFLUX_ADMIN_PASSWORD_FILE=/etc/influxdb/admin.password \
 #   deploy/influxdb/setup-influxdb1.sh --station assb-lab-3 --station assb-lab-4 \
-#       --grafana grafana --secrets /root/cellrig-secrets
+#       --grafana grafana --secrets /etc/cellrig/secrets
 #
 # Options: --database NAME (cellrig), --retention DURATION (INF: keep everything; e.g. 520w),
 # --station NAME (repeat), --grafana NAME, --secrets FOLDER (where new passwords are written,
