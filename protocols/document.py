@@ -115,21 +115,32 @@ def _parameters(ctx: Context, node: YNode | None) -> dict[str, Parameter]:
     return found
 
 
+def read_root_mapping(ctx: Context, what: str, example: str, *, empty: str,
+                      max_bytes: int = MAX_FILE_BYTES) -> YMap | None:
+    """The top-level mapping of the located YAML file in ``ctx`` (a protocol file, a bench
+    file, …), or None with the reason in ``ctx``'s diagnostics: larger than ``max_bytes``,
+    not YAML, empty (``empty`` says so), or not a mapping."""
+    source = ctx.source
+    if len(source.text.encode("utf-8", "replace")) > max_bytes:
+        ctx.report(source.loc(0, 0), f"the file is larger than {max_bytes} bytes")
+        return None
+    root = load_yaml(source, ctx.diagnostics)
+    if root is None and not ctx.diagnostics:
+        ctx.report(source.loc(0, 0), empty, example=example)
+    if root is None or ctx.has_errors:
+        return None
+    if not isinstance(root, YMap):
+        ctx.report(root, f"a {what} is a mapping, not {describe(root)}", example=example)
+        return None
+    return root
+
+
 def load_protocol_text(text: str, filename: str = "<protocol>") -> Protocol:
     """Load a protocol from text; raises ProtocolError listing every header error."""
     source = SourceText(filename, text)
     ctx = Context(source)
-    if len(text.encode("utf-8", "replace")) > MAX_FILE_BYTES:
-        ctx.report(source.loc(0, 0), f"the file is larger than {MAX_FILE_BYTES} bytes")
-        raise ProtocolError(ctx.diagnostics)
-    root = load_yaml(source, ctx.diagnostics)
-    if root is None and not ctx.diagnostics:
-        ctx.report(source.loc(0, 0), "the file is empty", example=MINIMAL_EXAMPLE)
-    if root is None or ctx.has_errors:
-        raise ProtocolError(ctx.diagnostics)
-    if not isinstance(root, YMap):
-        ctx.report(root, f"a protocol file is a mapping, not {describe(root)}",
-                   example=MINIMAL_EXAMPLE)
+    root = read_root_mapping(ctx, "protocol file", MINIMAL_EXAMPLE, empty="the file is empty")
+    if root is None:
         raise ProtocolError(ctx.diagnostics)
     ctx.check_keys(root, TOP_KEYS, "the protocol", MINIMAL_EXAMPLE)
     version = root.get("cellrig")

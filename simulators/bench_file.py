@@ -30,9 +30,10 @@ from typing import TypeVar
 
 from cellrig.errors import ConfigError, Diagnostic, SourceLocation
 from cellrig.protocols.context import Context, describe
+from cellrig.protocols.document import read_root_mapping
 from cellrig.protocols.quantities import Kind
 from cellrig.protocols.suggest import did_you_mean
-from cellrig.protocols.yamlsource import SourceText, YMap, YNode, YScalar, YSeq, load_yaml
+from cellrig.protocols.yamlsource import SourceText, YMap, YNode, YScalar, YSeq
 from cellrig.simulators.bench_spec import (
     DEFAULT_CHAMBER_RANGE_C,
     DEFAULT_PISTON_AREA_M2,
@@ -110,18 +111,10 @@ def load_bench_text(text: str, filename: str = "<bench>",
                     folder: Path | None = None) -> BenchSpec:
     """A bench from text; cell files named by a relative path are looked for in ``folder``
     (default: the current folder). Raises ConfigError listing every problem."""
-    source = SourceText(filename, text)
-    ctx = Context(source)
-    if len(text.encode("utf-8", "replace")) > MAX_FILE_BYTES:
-        ctx.report(source.loc(0, 0), f"the file is larger than {MAX_FILE_BYTES} bytes")
-        raise ConfigError(ctx.diagnostics)
-    root = load_yaml(source, ctx.diagnostics)
-    if root is None and not ctx.diagnostics:
-        ctx.report(source.loc(0, 0), "the bench file is empty", example=EXAMPLE)
-    if root is None or ctx.has_errors:
-        raise ConfigError(ctx.diagnostics)
-    if not isinstance(root, YMap):
-        ctx.report(root, f"a bench file is a mapping, not {describe(root)}", example=EXAMPLE)
+    ctx = Context(SourceText(filename, text))
+    root = read_root_mapping(ctx, "bench file", EXAMPLE, empty="the bench file is empty",
+                             max_bytes=MAX_FILE_BYTES)
+    if root is None:
         raise ConfigError(ctx.diagnostics)
     reader = _BenchReader(ctx, folder if folder is not None else Path())
     spec = reader.read(root, Path(filename).stem)
